@@ -1,0 +1,38 @@
+//! Types and security policies shared by the H200 edge and backend.
+//!
+//! Pure Rust with no I/O and no async runtime: it builds for native, `wasm32-unknown-unknown`
+//! (Cloudflare Workers) and `wasm32-wasip2` (Spin). Anything that needs the outside world (time,
+//! randomness, storage) comes in as an argument or through a small trait, so the edge runtimes and
+//! the backend enforce the same math.
+//!
+//! One module per policy:
+//!
+//! - [`permissions`]: permission strings and the two seed role sets.
+//! - [`route_policy`]: the route table (method + path pattern → permission, rate classes, body
+//!   limit) as data, with an embedded TOML default an operator can replace.
+//! - [`token`]: access-token claims and verification (EdDSA, RS256, HS256), JWKS.
+//! - [`api_key`]: the `ncs_` key format, its stored hash and the edge's revocation check.
+//! - [`rate_limit`]: GCRA over a compare-and-set store, with the response header fields.
+//! - [`headers`] and [`cors`]: the response hardening and the origin allow-list.
+//! - [`upload`]: magic-byte sniffing and header-only dimensions of JPEG, PNG and WebP.
+//! - [`body`]: strict request bodies with the limits of the public API.
+//! - [`signing`]: RFC 9421 message signatures (hmac-sha256) with RFC 9530 content digests.
+//! - [`audit`]: audit event types and records with UUIDv7 ids.
+//! - [`totp`]: RFC 6238 one-time codes for MFA.
+//! - [`problem`]: RFC 9457 problem details and the stable error codes.
+
+pub mod api_key;
+pub mod audit;
+pub mod body;
+pub mod cors;
+pub mod headers;
+pub mod permissions;
+pub mod problem;
+pub mod rate_limit;
+pub mod route_policy;
+pub mod signing;
+pub mod token;
+pub mod totp;
+pub mod upload;
+
+pub use problem::{ErrorCode, Problem};
