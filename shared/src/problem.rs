@@ -107,7 +107,10 @@ impl ErrorCode {
 
     /// Looks a code up by its wire name.
     pub fn from_name(name: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL.iter().copied().find(|code| code.as_str() == name)
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|code| code.as_str() == name)
     }
 }
 
@@ -200,7 +203,10 @@ mod tests {
     fn wire_names_are_screaming_snake_case_and_round_trip() {
         assert_eq!(ErrorCode::ExpiredToken.as_str(), "EXPIRED_TOKEN");
         assert_eq!(ErrorCode::RateLimitExceeded.as_str(), "RATE_LIMIT_EXCEEDED");
-        assert_eq!(ErrorCode::InsufficientPermissions.as_str(), "INSUFFICIENT_PERMISSIONS");
+        assert_eq!(
+            ErrorCode::InsufficientPermissions.as_str(),
+            "INSUFFICIENT_PERMISSIONS"
+        );
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_name(code.as_str()), Some(*code));
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
@@ -219,7 +225,11 @@ mod tests {
         assert_eq!(ErrorCode::DimensionMismatch.status(), 422);
         assert_eq!(ErrorCode::SuspiciousRequest.status(), 400);
         for code in ErrorCode::ALL {
-            assert!((400..600).contains(&code.status()), "{code} has status {}", code.status());
+            assert!(
+                (400..600).contains(&code.status()),
+                "{code} has status {}",
+                code.status()
+            );
         }
     }
 
