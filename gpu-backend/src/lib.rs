@@ -1,4 +1,18 @@
 //! The H200 backend: it trusts only requests signed by the edge, keeps state with sqlx, queues jobs
 //! that GPU workers pull, and runs the candle kernels.
+//!
+//! Layout, from the wire inwards:
+//!
+//! - [`http`]: the axum router. [`http::gate`] verifies every request's RFC 9421 signature before
+//!   any handler runs; handlers translate HTTP to calls on the services and back.
+//! - [`auth`]: users, passwords, tokens, MFA and API keys.
+//! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
+//! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
+//! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point).
+
+pub mod auth;
+pub mod keys;
+pub mod seal;
+pub mod store;
 
 pub use shared;

@@ -1,0 +1,443 @@
+//! Key material of the backend, in the data folder (mode 0600) or the environment: the token
+//! signing keys, the edge-to-backend HMAC keys and the seal keys. First start generates whatever
+//! is missing and says where.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+/// How long a retired token key stays published: the longest a token it signed can live
+/// (a refresh token, 7 days) plus the verification leeway.
+pub const RETIRED_KEY_PUBLISH_MS: i64 = (7 * 24 * 3600 + 60) * 1000;
+
+/// One Ed25519 token signing key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TokenKeyMaterial {
+    pub kid: String,
+    /// The 32-byte Ed25519 seed, hex.
+    pub seed: String,
+    pub created_at_ms: i64,
+    #[serde(default)]
+    pub retired_at_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for TokenKeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeyMaterial")
+            .field("kid", &self.kid)
+            .field("retired_at_ms", &self.retired_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenKeyMaterial {
+    pub fn seed_bytes(&self) -> anyhow::Result<[u8; 32]> {
+        hex::decode(&self.seed)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .with_context(|| format!("token key {} has a malformed seed", self.kid))
+    }
+}
+
+/// The token key file: the newest unretired key signs; retired ones are only published.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TokenKeyRing {
+    pub keys: Vec<TokenKeyMaterial>,
+}
+
+impl TokenKeyRing {
+    /// The key that signs new tokens.
+    pub fn current(&self) -> Option<&TokenKeyMaterial> {
+        self.keys.iter().rev().find(|k| k.retired_at_ms.is_none())
+    }
+
+    /// Keys to publish in the JWKS at `now_ms`: the current one and retired ones whose tokens
+    /// may still be alive.
+    pub fn published(&self, now_ms: i64) -> impl Iterator<Item = &TokenKeyMaterial> {
+        self.keys.iter().filter(move |k| {
+            k.retired_at_ms
+                .is_none_or(|at| now_ms - at < RETIRED_KEY_PUBLISH_MS)
+        })
+    }
+
+    /// Adds a fresh key, retires the others, and forgets keys no longer worth publishing.
+    pub fn rotate(&mut self, now_ms: i64) -> anyhow::Result<&TokenKeyMaterial> {
+        for key in &mut self.keys {
+            key.retired_at_ms.get_or_insert(now_ms);
+        }
+        self.keys.retain(|k| {
+            k.retired_at_ms
+                .is_none_or(|at| now_ms - at < RETIRED_KEY_PUBLISH_MS)
+        });
+        self.keys.push(new_token_key(now_ms)?);
+        Ok(self
+            .keys
+            .last()
+            .expect("a key was just pushed; this is a bug"))
+    }
+}
+
+/// One edge-to-backend HMAC key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EdgeKeyMaterial {
+    pub key_id: String,
+    /// Base64 of the secret (32 bytes).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for EdgeKeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeKeyMaterial")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgeKeyMaterial {
+    pub fn secret_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        B64.decode(self.secret.trim())
+            .with_context(|| format!("edge key {} is not base64", self.key_id))
+    }
+}
+
+/// The edge keys: the last one signs, and up to two are accepted (rotation).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EdgeKeyRing {
+    pub keys: Vec<EdgeKeyMaterial>,
+}
+
+impl EdgeKeyRing {
+    /// The key an edge signs with.
+    pub fn current(&self) -> Option<&EdgeKeyMaterial> {
+        self.keys.last()
+    }
+
+    /// Adds a new key and keeps only the previous one beside it.
+    pub fn rotate(&mut self, key_id: String) -> anyhow::Result<()> {
+        self.keys.push(EdgeKeyMaterial {
+            key_id,
+            secret: B64.encode(random_bytes::<32>()?),
+        });
+        let excess = self.keys.len().saturating_sub(2);
+        self.keys.drain(..excess);
+        Ok(())
+    }
+}
+
+/// Seal keys by version.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct SealKeyFile {
+    pub keys: Vec<SealKeyMaterial>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SealKeyMaterial {
+    pub version: u32,
+    /// Base64 of the 32-byte AES-256 key.
+    pub key: String,
+}
+
+impl SealKeyFile {
+    pub fn to_seal_keys(&self) -> anyhow::Result<crate::seal::SealKeys> {
+        let pairs = self
+            .keys
+            .iter()
+            .map(|k| {
+                Ok((
+                    k.version,
+                    B64.decode(k.key.trim()).context("seal key is not base64")?,
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        crate::seal::SealKeys::new(pairs).context("invalid seal keys")
+    }
+
+    /// Adds a key one version above the newest.
+    pub fn rotate(&mut self) -> anyhow::Result<u32> {
+        let version = self.keys.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+        self.keys.push(SealKeyMaterial {
+            version,
+            key: B64.encode(random_bytes::<32>()?),
+        });
+        Ok(version)
+    }
+}
+
+/// All key material the backend runs with.
+#[derive(Debug, Clone)]
+pub struct BackendKeys {
+    pub token: TokenKeyRing,
+    pub edge: EdgeKeyRing,
+    pub seal: crate::seal::SealKeys,
+}
+
+/// Where each key file lives inside the data folder.
+pub struct KeyPaths {
+    pub dir: PathBuf,
+}
+
+impl KeyPaths {
+    pub fn new(data_dir: &Path) -> KeyPaths {
+        KeyPaths {
+            dir: data_dir.join("keys"),
+        }
+    }
+    pub fn token(&self) -> PathBuf {
+        self.dir.join("token-signing.json")
+    }
+    pub fn edge(&self) -> PathBuf {
+        self.dir.join("edge-signing.json")
+    }
+    pub fn seal(&self) -> PathBuf {
+        self.dir.join("seal.json")
+    }
+}
+
+/// Secrets that may come from the environment instead of the data folder.
+#[derive(Default, Clone)]
+pub struct KeyOverrides {
+    /// `key_id:base64` pairs, comma separated, oldest first (`H200_EDGE_SIGNING_KEYS`).
+    pub edge_keys: Option<String>,
+    /// `version:base64` pairs, comma separated (`H200_SEAL_KEYS`).
+    pub seal_keys: Option<String>,
+}
+
+impl std::fmt::Debug for KeyOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyOverrides")
+            .field("edge_keys", &self.edge_keys.as_ref().map(|_| "<redacted>"))
+            .field("seal_keys", &self.seal_keys.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn parse_pairs(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once(':').context("expected name:base64 pairs")?;
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+impl BackendKeys {
+    /// Loads every key, generating missing files (0600) in `data_dir/keys`. Returns the keys and
+    /// the files it created.
+    pub fn load_or_generate(
+        data_dir: &Path,
+        overrides: &KeyOverrides,
+        now_ms: i64,
+    ) -> anyhow::Result<(BackendKeys, Vec<PathBuf>)> {
+        let paths = KeyPaths::new(data_dir);
+        create_private_dir(&paths.dir)?;
+        let mut created = Vec::new();
+
+        let token = match read_json::<TokenKeyRing>(&paths.token())? {
+            Some(ring) if ring.current().is_some() => ring,
+            _ => {
+                let mut ring = TokenKeyRing::default();
+                ring.rotate(now_ms)?;
+                write_private_json(&paths.token(), &ring)?;
+                created.push(paths.token());
+                ring
+            }
+        };
+
+        let edge = match &overrides.edge_keys {
+            Some(text) => EdgeKeyRing {
+                keys: parse_pairs(text)?
+                    .into_iter()
+                    .map(|(key_id, secret)| EdgeKeyMaterial { key_id, secret })
+                    .collect(),
+            },
+            None => match read_json::<EdgeKeyRing>(&paths.edge())? {
+                Some(ring) if ring.current().is_some() => ring,
+                _ => {
+                    let mut ring = EdgeKeyRing::default();
+                    ring.rotate("edge-1".into())?;
+                    write_private_json(&paths.edge(), &ring)?;
+                    created.push(paths.edge());
+                    ring
+                }
+            },
+        };
+        if edge.keys.is_empty() || edge.keys.len() > 2 {
+            bail!("between one and two edge signing keys must be configured");
+        }
+
+        let seal_file = match &overrides.seal_keys {
+            Some(text) => SealKeyFile {
+                keys: parse_pairs(text)?
+                    .into_iter()
+                    .map(|(version, key)| {
+                        Ok(SealKeyMaterial {
+                            version: version.parse().context("seal key version")?,
+                            key,
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            },
+            None => match read_json::<SealKeyFile>(&paths.seal())? {
+                Some(file) if !file.keys.is_empty() => file,
+                _ => {
+                    let mut file = SealKeyFile::default();
+                    file.rotate()?;
+                    write_private_json(&paths.seal(), &file)?;
+                    created.push(paths.seal());
+                    file
+                }
+            },
+        };
+        let seal = seal_file.to_seal_keys()?;
+        Ok((BackendKeys { token, edge, seal }, created))
+    }
+}
+
+/// A new Ed25519 token key with a kid that sorts by creation.
+pub fn new_token_key(now_ms: i64) -> anyhow::Result<TokenKeyMaterial> {
+    let seed = random_bytes::<32>()?;
+    let tag = hex::encode(&random_bytes::<4>()?);
+    Ok(TokenKeyMaterial {
+        kid: format!("k{now_ms}-{tag}"),
+        seed: hex::encode(seed),
+        created_at_ms: now_ms,
+        retired_at_ms: None,
+    })
+}
+
+/// `N` bytes from the operating system's random source.
+pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random source failed: {e}"))?;
+    Ok(bytes)
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes JSON readable by the owner only, atomically (write, then rename).
+pub fn write_private_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(&serde_json::to_vec_pretty(value)?)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_generates_private_files_and_second_start_reuses_them() {
+        let dir = tempdir();
+        let (keys, created) =
+            BackendKeys::load_or_generate(&dir, &KeyOverrides::default(), 1_000).unwrap();
+        assert_eq!(created.len(), 3);
+        #[cfg(unix)]
+        for path in &created {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        let (again, created_again) =
+            BackendKeys::load_or_generate(&dir, &KeyOverrides::default(), 2_000).unwrap();
+        assert!(created_again.is_empty());
+        assert_eq!(
+            again.token.current().unwrap().kid,
+            keys.token.current().unwrap().kid
+        );
+        assert_eq!(
+            again.edge.current().unwrap().secret,
+            keys.edge.current().unwrap().secret
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_token_key_published_until_its_tokens_expire() {
+        let mut ring = TokenKeyRing::default();
+        ring.rotate(0).unwrap();
+        let old = ring.current().unwrap().kid.clone();
+        ring.rotate(10_000).unwrap();
+        let new = ring.current().unwrap().kid.clone();
+        assert_ne!(old, new);
+        let published = |at| {
+            ring.published(at)
+                .map(|k| k.kid.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            published(10_000 + RETIRED_KEY_PUBLISH_MS - 1),
+            vec![old.clone(), new.clone()]
+        );
+        assert_eq!(published(10_000 + RETIRED_KEY_PUBLISH_MS), vec![new]);
+    }
+
+    #[test]
+    fn edge_rotation_keeps_two_keys() {
+        let mut ring = EdgeKeyRing::default();
+        for id in ["a", "b", "c"] {
+            ring.rotate(id.into()).unwrap();
+        }
+        let ids: Vec<_> = ring.keys.iter().map(|k| k.key_id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+    }
+
+    #[test]
+    fn environment_overrides_are_parsed() {
+        let dir = tempdir();
+        let secret = B64.encode([7u8; 32]);
+        let overrides = KeyOverrides {
+            edge_keys: Some(format!("old:{secret}, new:{secret}")),
+            seal_keys: Some(format!("3:{secret}")),
+        };
+        let (keys, created) = BackendKeys::load_or_generate(&dir, &overrides, 0).unwrap();
+        assert_eq!(keys.edge.current().unwrap().key_id, "new");
+        assert_eq!(keys.seal.current_version(), 3);
+        assert_eq!(created.len(), 1, "only the token key file is generated");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("h200-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

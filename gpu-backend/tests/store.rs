@@ -1,0 +1,268 @@
+//! The store behaves the same on SQLite and Postgres.
+
+mod common;
+
+use common::{Backend, TestDatabase};
+use gpu_backend::store::tokens::RefreshUse;
+use gpu_backend::store::users::NewUser;
+use gpu_backend::store::{StoreError, audit::AuditFilter};
+use shared::audit::{AuditEvent, AuditEventType, AuditSource};
+
+async fn users_and_password_history(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let roles = vec!["analyst".to_string()];
+    let user = store
+        .create_user(NewUser {
+            username: "ana",
+            password_hash: "h0",
+            roles: &roles,
+            email_sealed: Some(vec![1, 2]),
+        })
+        .await
+        .unwrap();
+    assert_eq!(user.roles, roles);
+    assert_eq!(user.email_sealed, Some(vec![1, 2]));
+    let duplicate = store
+        .create_user(NewUser {
+            username: "ana",
+            password_hash: "h",
+            roles: &roles,
+            email_sealed: None,
+        })
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict)),
+        "{duplicate:?}"
+    );
+    for i in 1..=6 {
+        store
+            .set_password(&user.id, &format!("h{i}"))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let history = store.recent_password_hashes(&user.id).await.unwrap();
+    assert_eq!(history, ["h6", "h5", "h4", "h3", "h2"]);
+    assert_eq!(
+        store
+            .user_by_username("ana")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "h6"
+    );
+
+    store.set_mfa_secret(&user.id, b"sealed").await.unwrap();
+    assert!(store.consume_mfa_step(&user.id, 10).await.unwrap());
+    assert!(
+        !store.consume_mfa_step(&user.id, 10).await.unwrap(),
+        "a step is used once"
+    );
+    assert!(
+        !store.consume_mfa_step(&user.id, 9).await.unwrap(),
+        "older steps are dead"
+    );
+    assert!(
+        store
+            .user_by_id(&user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mfa_enabled
+    );
+
+    store.delete_user(&user.id).await.unwrap();
+    assert!(store.user_by_id(&user.id).await.unwrap().is_none());
+    assert!(
+        store
+            .recent_password_hashes(&user.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+on_both_stores!(users, users_and_password_history);
+
+async fn refresh_rotation_and_reuse(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let user = store
+        .create_user(NewUser {
+            username: "bo",
+            password_hash: "h",
+            roles: &[],
+            email_sealed: None,
+        })
+        .await
+        .unwrap();
+    let far = gpu_backend::store::now_ms() + 60_000;
+    store.create_token_family("f1", &user.id).await.unwrap();
+    store
+        .record_refresh_token("r1", "f1", &user.id, far)
+        .await
+        .unwrap();
+    store
+        .record_refresh_token("r2", "f1", &user.id, far)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.use_refresh_token("r1").await.unwrap(),
+        RefreshUse::Rotated {
+            user_id: user.id.clone(),
+            family_id: "f1".into()
+        }
+    );
+    assert_eq!(
+        store.use_refresh_token("r1").await.unwrap(),
+        RefreshUse::Reused {
+            user_id: user.id.clone(),
+            family_id: "f1".into()
+        }
+    );
+    assert_eq!(
+        store.use_refresh_token("r2").await.unwrap(),
+        RefreshUse::Invalid,
+        "family revoked"
+    );
+    assert_eq!(
+        store.use_refresh_token("nope").await.unwrap(),
+        RefreshUse::Invalid
+    );
+
+    store.revoke_token("j1", far).await.unwrap();
+    store.revoke_token("j1", far).await.unwrap();
+    assert!(store.is_token_revoked("j1").await.unwrap());
+    assert!(!store.is_token_revoked("j2").await.unwrap());
+    let listed = store.revoked_tokens_since(0, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].jti, "j1");
+}
+on_both_stores!(refresh, refresh_rotation_and_reuse);
+
+fn event(kind: AuditEventType, ms: u64, seed: u8, principal: &str) -> AuditEvent {
+    let mut e = AuditEvent::new(kind, AuditSource::Edge, ms, [seed; 10]);
+    e.principal = Some(principal.into());
+    e
+}
+
+async fn audit_chain_dedup_filters_and_tampering(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let batch: Vec<AuditEvent> = (0..5)
+        .map(|i| {
+            event(
+                if i % 2 == 0 {
+                    AuditEventType::LoginFailure
+                } else {
+                    AuditEventType::DataAccess
+                },
+                1000 + i,
+                i as u8,
+                if i < 3 { "u1" } else { "u2" },
+            )
+        })
+        .collect();
+    let outcome = store.append_audit(&batch).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (5, 0));
+    let outcome = store.append_audit(&batch[3..]).await.unwrap();
+    assert_eq!(
+        (outcome.inserted, outcome.duplicates),
+        (0, 2),
+        "redelivered events are deduplicated"
+    );
+    assert_eq!(store.verify_audit_chain().await.unwrap(), 5);
+
+    let failures = store
+        .query_audit(&AuditFilter {
+            event_type: Some("login_failure".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        failures.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [5, 3, 1]
+    );
+    let u2 = store
+        .query_audit(&AuditFilter {
+            principal: Some("u2".into()),
+            from_ms: Some(1004),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(u2.len(), 1);
+    assert_eq!(u2[0].event, batch[4]);
+
+    // The table refuses updates and deletes outright.
+    assert!(
+        sqlx::query("DELETE FROM audit_events WHERE position = 2")
+            .execute(store.pool())
+            .await
+            .is_err()
+    );
+    // Someone with the power to lift that protection still cannot hide a change.
+    match backend {
+        Backend::Sqlite => {
+            sqlx::query("DROP TRIGGER audit_events_no_update")
+                .execute(store.pool())
+                .await
+                .unwrap();
+            sqlx::query("DROP TRIGGER audit_events_no_delete")
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            sqlx::query("DROP TRIGGER audit_events_no_change ON audit_events")
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::query(
+        "UPDATE audit_events SET event_json = REPLACE(event_json, 'u1', 'u9') WHERE position = 2",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        store.verify_audit_chain().await.is_err(),
+        "a changed row is detected"
+    );
+}
+on_both_stores!(audit, audit_chain_dedup_filters_and_tampering);
+
+async fn audit_deletions_are_detected(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let batch: Vec<AuditEvent> = (0..4)
+        .map(|i| event(AuditEventType::AdminAction, 10 + i, i as u8, "a"))
+        .collect();
+    store.append_audit(&batch).await.unwrap();
+    let drop_protection = match backend {
+        Backend::Sqlite => "DROP TRIGGER audit_events_no_delete",
+        Backend::Postgres => "DROP TRIGGER audit_events_no_change ON audit_events",
+    };
+    sqlx::query(drop_protection)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE position = 4")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let error = store.verify_audit_chain().await.unwrap_err().to_string();
+    assert!(error.contains("head says 4"), "{error}");
+    sqlx::query("DELETE FROM audit_events WHERE position = 2")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let error = store.verify_audit_chain().await.unwrap_err().to_string();
+    assert!(error.contains("missing"), "{error}");
+}
+on_both_stores!(audit_deletions, audit_deletions_are_detected);
