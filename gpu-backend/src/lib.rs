@@ -11,8 +11,13 @@
 //! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point).
 
 pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod seal;
+pub mod server;
 pub mod store;
 
 pub use shared;

@@ -3,6 +3,8 @@
 //! Postgres fails the test; it is never skipped.
 #![allow(dead_code)]
 
+pub mod backend;
+
 use gpu_backend::store::Store;
 
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -61,6 +63,11 @@ impl TestDatabase {
                 }
             }
         }
+    }
+
+    /// An empty stand-in, for moving a database out of a struct that implements Drop.
+    pub fn placeholder() -> TestDatabase {
+        TestDatabase { url: String::new(), backend: Backend::Sqlite, cleanup: None, dir: None }
     }
 
     pub async fn store(&self) -> Store {

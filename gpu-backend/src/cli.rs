@@ -1,0 +1,222 @@
+//! The `h200` command line: one binary for the backend and its administration.
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use shared::api_key::ApiKey;
+use shared::permissions::RoleSet;
+
+use crate::auth::password::{PasswordHasher, check_policy};
+use crate::config::{BackendArgs, StoreArgs};
+use crate::keys::{BackendKeys, EdgeKeyRing, KeyOverrides, KeyPaths, SealKeyFile, TokenKeyRing, read_json, write_private_json};
+use crate::server::{Backend, shutdown_signal};
+use crate::store::users::NewUser;
+use crate::store::{Store, now_ms};
+
+/// The H200 System: secure edge gateway and GPU backend.
+#[derive(Debug, Parser)]
+#[command(name = "h200", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "H200_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the backend API (signed requests only).
+    Backend(BackendArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Manage key material.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input (one line).
+    Add {
+        /// The login name.
+        name: String,
+        /// A role (repeat for several): viewer, analyst, manager, admin, readonly, user, service.
+        #[arg(long = "role", env = "H200_USER_ROLE", required = true)]
+        roles: Vec<String>,
+        /// The user's email, stored sealed.
+        #[arg(long, env = "H200_USER_EMAIL")]
+        email: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Seal keys as `version:base64` pairs (default: the key file in the data folder).
+        #[arg(long, env = "H200_SEAL_KEYS", hide_env_values = true)]
+        seal_keys: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key for a user and print it (shown once).
+    Create {
+        /// The user who owns the key.
+        #[arg(long, env = "H200_APIKEY_USER")]
+        user: String,
+        /// A label for the key.
+        #[arg(long, env = "H200_APIKEY_NAME", default_value = "cli")]
+        name: String,
+        /// Days until it expires (default: never).
+        #[arg(long, env = "H200_APIKEY_EXPIRES_IN_DAYS")]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate the token signing key (the old public key stays published until its tokens
+    /// expire); optionally the edge signing key and the seal key too.
+    Rotate {
+        /// Folder holding the key files.
+        #[arg(long, env = "H200_DATA_DIR", default_value = "./data")]
+        data_dir: std::path::PathBuf,
+        /// Also add a new edge signing key (the previous one stays accepted beside it).
+        #[arg(long, env = "H200_ROTATE_EDGE")]
+        edge: bool,
+        /// Also add a new seal key version (older versions stay readable).
+        #[arg(long, env = "H200_ROTATE_SEAL")]
+        seal: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit hash chain; exits non-zero when a row was changed or deleted.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Sets up logging in the chosen format; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Backend(args) => {
+            let backend = Backend::prepare(&args).await?;
+            backend.serve(shutdown_signal()).await
+        }
+        Command::User(UserCommand::Add { name, roles, email, store, seal_keys }) => {
+            add_user(&name, &roles, email.as_deref(), &store, seal_keys).await
+        }
+        Command::Apikey(ApiKeyCommand::Create { user, name, expires_in_days, store }) => {
+            let db = open_store(&store).await?;
+            let owner = db.user_by_username(&user).await?.with_context(|| format!("no user named {user}"))?;
+            let key = ApiKey::from_random(crate::keys::random_bytes::<16>()?);
+            let expires = expires_in_days.map(|days| now_ms() + i64::from(days) * 86_400_000);
+            let record = db
+                .create_api_key(&owner.id, &name, key.digest().as_str(), &key.display_prefix(), expires)
+                .await?;
+            eprintln!("created API key {} for {user}; it is shown only once:", record.id);
+            println!("{}", key.as_str());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { data_dir, edge, seal }) => rotate_keys(&data_dir, edge, seal),
+        Command::Audit(AuditCommand::Verify { store }) => {
+            let db = open_store(&store).await?;
+            match db.verify_audit_chain().await {
+                Ok(rows) => {
+                    println!("audit chain intact: {rows} events");
+                    Ok(())
+                }
+                Err(e) => bail!("audit chain broken: {e}"),
+            }
+        }
+    }
+}
+
+async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    Store::open(&args.url()).await.context("opening the store")
+}
+
+async fn add_user(name: &str, roles: &[String], email: Option<&str>, store: &StoreArgs, seal_keys: Option<String>) -> anyhow::Result<()> {
+    let known = RoleSet::default();
+    for role in roles {
+        if known.role(role).is_none() {
+            bail!("unknown role {role}; known roles: {}", known.names().collect::<Vec<_>>().join(", "));
+        }
+    }
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    check_policy(password).map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
+    let db = open_store(store).await?;
+    let overrides = KeyOverrides { edge_keys: None, seal_keys };
+    let (keys, _) = BackendKeys::load_or_generate(&store.data_dir, &overrides, now_ms())?;
+    let hash = PasswordHasher::new().hash(password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    let user = db
+        .create_user(NewUser { username: name, password_hash: &hash, roles, email_sealed: None })
+        .await
+        .with_context(|| format!("creating user {name}"))?;
+    if let Some(email) = email {
+        let sealed = keys
+            .seal
+            .seal(&crate::http::admin::email_context(&user.id), email.as_bytes())
+            .map_err(|e| anyhow::anyhow!("sealing the email: {e}"))?;
+        db.update_sealed_fields(&user.id, Some(&sealed), None).await?;
+    }
+    println!("{}", user.id);
+    eprintln!("added user {name} with roles {}", roles.join(", "));
+    Ok(())
+}
+
+pub fn rotate_keys(data_dir: &std::path::Path, edge: bool, seal: bool) -> anyhow::Result<()> {
+    let paths = KeyPaths::new(data_dir);
+    let now = now_ms();
+    // Make sure every file exists first, so rotation always has something to rotate.
+    BackendKeys::load_or_generate(data_dir, &KeyOverrides::default(), now)?;
+    let mut ring: TokenKeyRing = read_json(&paths.token())?.unwrap_or_default();
+    let kid = ring.rotate(now)?.kid.clone();
+    write_private_json(&paths.token(), &ring)?;
+    println!("token signing key rotated: new kid {kid}");
+    if edge {
+        let mut ring: EdgeKeyRing = read_json(&paths.edge())?.unwrap_or_default();
+        let next = format!("edge-{}", now / 1000);
+        ring.rotate(next.clone())?;
+        write_private_json(&paths.edge(), &ring)?;
+        println!("edge signing key rotated: new key id {next} (restart the edge and backend to use it)");
+    }
+    if seal {
+        let mut file: SealKeyFile = read_json(&paths.seal())?.unwrap_or_default();
+        let version = file.rotate()?;
+        write_private_json(&paths.seal(), &file)?;
+        println!("seal key rotated: new version {version}");
+    }
+    Ok(())
+}

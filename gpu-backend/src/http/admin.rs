@@ -1,0 +1,170 @@
+//! Administration and personal data: the audit log, the user list, GDPR export and erasure.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use shared::ErrorCode;
+use shared::audit::AuditEventType;
+use shared::permissions::Permission;
+
+use super::SharedState;
+use super::auth::audit;
+use super::error::{ApiError, ApiResult};
+use super::gate::Caller;
+use crate::store::audit::AuditFilter;
+
+/// Most rows one page may ask for.
+pub const MAX_PAGE: i64 = 500;
+const DEFAULT_PAGE: i64 = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Event type, e.g. `login_failure`.
+    #[serde(default, rename = "type")]
+    event_type: Option<String>,
+    #[serde(default)]
+    principal: Option<String>,
+    #[serde(default)]
+    ip: Option<String>,
+    /// Inclusive lower bound, unix milliseconds.
+    #[serde(default)]
+    from: Option<i64>,
+    /// Exclusive upper bound, unix milliseconds.
+    #[serde(default)]
+    to: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+fn page(limit: Option<i64>, offset: Option<i64>) -> ApiResult<(i64, i64)> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    let offset = offset.unwrap_or(0);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::field(ErrorCode::ValidationFailed, "limit", format!("must be 1 to {MAX_PAGE}")));
+    }
+    if offset < 0 {
+        return Err(ApiError::field(ErrorCode::ValidationFailed, "offset", "must not be negative"));
+    }
+    Ok((limit, offset))
+}
+
+/// `GET /api/v1/admin/audit`: filtered by type, principal, ip and time; newest first.
+pub async fn audit_log(State(state): State<SharedState>, caller: Caller, Query(query): Query<AuditQuery>) -> ApiResult<Response> {
+    caller.require(Permission::AdminAudit)?;
+    if let Some(kind) = query.event_type.as_deref() {
+        if AuditEventType::from_name(kind).is_none() {
+            return Err(ApiError::field(ErrorCode::ValidationFailed, "type", "is not an audit event type"));
+        }
+    }
+    let (limit, offset) = page(query.limit, query.offset)?;
+    let filter = AuditFilter {
+        event_type: query.event_type,
+        principal: query.principal,
+        ip: query.ip,
+        from_ms: query.from,
+        to_ms: query.to,
+        limit,
+        offset,
+    };
+    let events = state.store.query_audit(&filter).await?;
+    Ok(Json(json!({ "events": events, "limit": limit, "offset": offset })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+/// `GET /api/v1/admin/users`.
+pub async fn users(State(state): State<SharedState>, caller: Caller, Query(query): Query<PageQuery>) -> ApiResult<Response> {
+    caller.require(Permission::AdminUsers)?;
+    let (limit, offset) = page(query.limit, query.offset)?;
+    let users = state.store.list_users(limit, offset).await?;
+    let users: Vec<_> = users
+        .iter()
+        .map(|u| {
+            json!({
+                "id": u.id,
+                "username": u.username,
+                "roles": u.roles,
+                "mfa_enabled": u.mfa_enabled,
+                "created_at_ms": u.created_at_ms,
+            })
+        })
+        .collect();
+    audit(&state, &caller, AuditEventType::DataAccess, Some(&caller.principal.subject), "listed users").await;
+    Ok(Json(json!({ "users": users, "limit": limit, "offset": offset })).into_response())
+}
+
+/// `GET /api/v1/me/export`: everything stored about the caller (GDPR access).
+pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiResult<Response> {
+    let user_id = caller.require_user()?;
+    let user = state
+        .store
+        .user_by_id(user_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+    let email = match user.email_sealed.as_deref() {
+        Some(sealed) => Some(
+            String::from_utf8(
+                state
+                    .seal
+                    .open(&email_context(&user.id), sealed)
+                    .map_err(|_| ApiError::new(ErrorCode::Internal))?,
+            )
+            .map_err(|_| ApiError::new(ErrorCode::Internal))?,
+        ),
+        None => None,
+    };
+    let keys = state.store.list_api_keys(Some(user_id)).await?;
+    let events = state
+        .store
+        .query_audit(&AuditFilter { principal: Some(user.id.clone()), limit: 1000, ..Default::default() })
+        .await?;
+    audit(&state, &caller, AuditEventType::DataAccess, Some(&user.id), "personal data export").await;
+    Ok(Json(json!({
+        "user": {
+            "id": user.id,
+            "username": user.username,
+            "email": email,
+            "roles": user.roles,
+            "mfa_enabled": user.mfa_enabled,
+            "created_at_ms": user.created_at_ms,
+        },
+        "api_keys": keys.iter().map(|k| json!({
+            "id": k.id, "name": k.name, "prefix": k.prefix, "created_at_ms": k.created_at_ms,
+            "expires_at_ms": k.expires_at_ms, "revoked_at_ms": k.revoked_at_ms,
+        })).collect::<Vec<_>>(),
+        "audit_events": events,
+    }))
+    .into_response())
+}
+
+/// `DELETE /api/v1/me`: erases the account. The audit trail stays (it is append-only and
+/// chained) but names the user only by an id that no longer leads anywhere.
+pub async fn erase_me(State(state): State<SharedState>, caller: Caller) -> ApiResult<StatusCode> {
+    let user_id = caller.require_user()?.to_owned();
+    state.store.delete_user(&user_id).await?;
+    if let Some(jti) = caller.principal.token_id.as_deref() {
+        let issuer = state.tokens();
+        let expires = crate::store::now_ms() + (issuer.policy().access_ttl_secs + issuer.policy().leeway_secs) as i64 * 1000;
+        state.store.revoke_token(jti, expires).await?;
+    }
+    audit(&state, &caller, AuditEventType::AdminAction, Some(&user_id), "account erased at the user's request").await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a sealed email is bound to.
+pub fn email_context(user_id: &str) -> String {
+    format!("users.email:{user_id}")
+}

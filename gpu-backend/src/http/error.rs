@@ -1,0 +1,87 @@
+//! Errors of the HTTP layer: every refusal is one [`ErrorCode`], answered as problem+json with the
+//! request id, never a stack trace or a secret.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use shared::problem::{FieldError, PROBLEM_CONTENT_TYPE, Problem};
+use shared::ErrorCode;
+
+use crate::store::StoreError;
+
+/// A refusal on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub problem: Problem,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode) -> ApiError {
+        ApiError { problem: Problem::new(code) }
+    }
+
+    pub fn detail(code: ErrorCode, detail: impl Into<String>) -> ApiError {
+        ApiError { problem: Problem::new(code).with_detail(detail) }
+    }
+
+    pub fn field(code: ErrorCode, field: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError {
+            problem: Problem::new(code)
+                .with_detail(message.clone())
+                .with_field_error(FieldError { field: field.into(), code, message }),
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.problem.code
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        ApiError { problem }
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        ApiError::new(code)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => ApiError::new(ErrorCode::NotFound),
+            StoreError::Conflict => ApiError::new(ErrorCode::Conflict),
+            other => {
+                // The cause goes to the log, never to the client.
+                tracing::error!(error = %other, "store failure");
+                ApiError::new(ErrorCode::ServiceUnavailable)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        problem_response(self.problem)
+    }
+}
+
+/// A problem+json response; the request-id middleware fills in `request_id` on the way out.
+pub fn problem_response(problem: Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, problem.to_json()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+    response.extensions_mut().insert(ProblemMarker(problem));
+    response
+}
+
+/// Marks a response as a problem so middleware can add the request id and audit it.
+#[derive(Debug, Clone)]
+pub struct ProblemMarker(pub Problem);
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,236 @@
+//! The signature gate: the backend trusts only requests the edge signed (RFC 9421, 60 s window,
+//! no replays). It also re-checks what the edge decided (deny-list, route permission), so a
+//! mistake at the edge does not become a hole.
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use shared::ErrorCode;
+use shared::audit::{AuditEvent, AuditEventType, AuditSource};
+use shared::permissions::{Permission, Principal, PrincipalKind};
+use shared::route_policy::{RouteAuth, RouteMatch};
+use shared::signing::{CONTENT_DIGEST_HEADER, PRINCIPAL_HEADER, SignableRequest};
+
+use super::error::{ApiError, problem_response};
+use super::{RequestId, SharedState};
+use crate::store::now_ms;
+
+/// Largest body the backend reads (the edge enforces tighter limits per route).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Internal routes: only the edge itself calls them, never on behalf of a user.
+pub const INTERNAL_PREFIX: &str = "/internal/";
+
+/// Who is calling, as the edge vouched for it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub request_id: String,
+    /// The client's address as the edge saw it.
+    pub client_ip: Option<String>,
+}
+
+impl Caller {
+    /// Refuses with 403 unless the principal holds `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.principal.has(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::detail(
+                ErrorCode::InsufficientPermissions,
+                format!("requires {}", permission.as_str()),
+            ))
+        }
+    }
+
+    /// Refuses with 401 unless a user (not an API key, not anonymous) is calling.
+    pub fn require_user(&self) -> Result<&str, ApiError> {
+        match self.principal.kind {
+            PrincipalKind::User => Ok(&self.principal.subject),
+            PrincipalKind::ApiKey => Err(ApiError::detail(
+                ErrorCode::InsufficientPermissions,
+                "this route needs a user's token, not an API key",
+            )),
+            PrincipalKind::Anonymous => Err(ApiError::new(ErrorCode::MissingCredentials)),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::MissingSignature))
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Verifies the signature, then the principal, then the route's permission; only then does the
+/// handler run. Refusals are audited.
+pub async fn verify_signature(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => return ApiError::new(ErrorCode::PayloadTooLarge).into_response(),
+    };
+    match admit(&state, &parts, &body, &request_id).await {
+        Ok(caller) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, Body::from(body))).await
+        }
+        Err(error) => {
+            refuse_audited(&state, &parts, &request_id, &error).await;
+            problem_response(error.problem)
+        }
+    }
+}
+
+async fn admit(state: &SharedState, parts: &Parts, body: &[u8], request_id: &str) -> Result<Caller, ApiError> {
+    let principal_header = header(parts, PRINCIPAL_HEADER);
+    let signable = SignableRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        content_digest: header(parts, CONTENT_DIGEST_HEADER),
+        principal: principal_header,
+        request_id: header(parts, shared::headers::REQUEST_ID_HEADER).unwrap_or(""),
+    };
+    let now_secs = (now_ms() / 1000) as u64;
+    let verified = {
+        let mut nonces = state.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        state.verifier.verify(
+            &signable,
+            header(parts, "signature-input"),
+            header(parts, "signature"),
+            body,
+            now_secs,
+            &mut *nonces,
+        )
+    };
+    if let Err(error) = verified {
+        state
+            .metrics
+            .inc("h200_signature_refusals_total", &[("code", error.code().as_str())]);
+        return Err(ApiError::new(error.code()));
+    }
+
+    let internal = parts.uri.path().starts_with(INTERNAL_PREFIX);
+    let principal = match principal_header {
+        Some(value) if !internal => Principal::decode_header(value)
+            .map_err(|_| ApiError::detail(ErrorCode::BadRequest, "malformed principal header"))?,
+        Some(_) => {
+            return Err(ApiError::detail(
+                ErrorCode::InsufficientPermissions,
+                "internal routes take no principal",
+            ));
+        }
+        None => Principal::anonymous(),
+    };
+    let caller = Caller {
+        client_ip: principal.client_ip.clone(),
+        principal,
+        request_id: request_id.to_owned(),
+    };
+    check_not_revoked(state, &caller.principal).await?;
+    if !internal {
+        check_route_permission(state, parts, &caller.principal)?;
+    }
+    Ok(caller)
+}
+
+/// The deny-list and API-key revocation, checked again here (the edge's copy may be up to a
+/// minute behind).
+async fn check_not_revoked(state: &SharedState, principal: &Principal) -> Result<(), ApiError> {
+    let Some(token_id) = principal.token_id.as_deref() else {
+        return Ok(());
+    };
+    match principal.kind {
+        PrincipalKind::User => {
+            if state.store.is_token_revoked(token_id).await? {
+                return Err(ApiError::new(ErrorCode::RevokedToken));
+            }
+        }
+        PrincipalKind::ApiKey => {
+            let key = state.store.api_key_by_id(token_id).await?;
+            match key {
+                Some(key) if key.revoked_at_ms.is_some() => return Err(ApiError::new(ErrorCode::RevokedApiKey)),
+                Some(key) if key.expires_at_ms.is_some_and(|at| at <= now_ms()) => {
+                    return Err(ApiError::new(ErrorCode::InvalidApiKey));
+                }
+                Some(_) => {}
+                None => return Err(ApiError::new(ErrorCode::InvalidApiKey)),
+            }
+        }
+        PrincipalKind::Anonymous => {}
+    }
+    Ok(())
+}
+
+/// The route table decides what a route needs; the backend applies the same table as the edge.
+fn check_route_permission(state: &SharedState, parts: &Parts, principal: &Principal) -> Result<(), ApiError> {
+    match state.routes.resolve(parts.method.as_str(), parts.uri.path()) {
+        RouteMatch::Found { route, .. } => match &route.auth {
+            RouteAuth::Public => Ok(()),
+            RouteAuth::Token => {
+                if principal.kind == PrincipalKind::Anonymous {
+                    Err(ApiError::new(ErrorCode::MissingCredentials))
+                } else {
+                    Ok(())
+                }
+            }
+            RouteAuth::Permission(permission) => {
+                if principal.kind == PrincipalKind::Anonymous {
+                    Err(ApiError::new(ErrorCode::MissingCredentials))
+                } else if principal.has(*permission) {
+                    Ok(())
+                } else {
+                    Err(ApiError::detail(
+                        ErrorCode::InsufficientPermissions,
+                        format!("requires {}", permission.as_str()),
+                    ))
+                }
+            }
+        },
+        RouteMatch::MethodNotAllowed { .. } => Err(ApiError::new(ErrorCode::MethodNotAllowed)),
+        RouteMatch::NotFound => Err(ApiError::new(ErrorCode::NotFound)),
+    }
+}
+
+/// Records a refusal of the gate as an audit event of the backend.
+async fn refuse_audited(state: &SharedState, parts: &Parts, request_id: &str, error: &ApiError) {
+    let Some(event_type) = AuditEventType::for_refusal(error.code()) else {
+        return;
+    };
+    let mut event = AuditEvent::new(event_type, AuditSource::Backend, now_ms() as u64, random_tail());
+    event.request_id = Some(request_id.to_owned());
+    event.method = Some(parts.method.as_str().to_owned());
+    event.path = Some(parts.uri.path().chars().take(256).collect());
+    event.status = Some(error.problem.status);
+    event.code = Some(error.code());
+    if let Err(e) = state.store.append_audit(&[event]).await {
+        tracing::error!(error = %e, "could not record an audit event");
+    }
+}
+
+/// 10 random bytes for a UUIDv7.
+pub fn random_tail() -> [u8; 10] {
+    let mut bytes = [0u8; 10];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = uuid::Uuid::new_v4().as_bytes()[..10].try_into().unwrap_or([0; 10]);
+    }
+    bytes
+}
