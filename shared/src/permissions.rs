@@ -26,6 +26,8 @@ const MAX_SUBJECT_LEN: usize = 256;
 const MAX_ROLES: usize = 32;
 const MAX_ROLE_NAME_LEN: usize = 64;
 const MAX_TOKEN_ID_LEN: usize = 128;
+/// Longest client address (an IPv6 literal with a zone fits).
+const MAX_CLIENT_IP_LEN: usize = 64;
 
 /// Everything that can go wrong with permissions, role tables and principal headers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -390,6 +392,9 @@ pub struct Principal {
     /// The access token's `jti` or the API key's id, for revocation and audit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// The client's address as the edge saw it (for audit and per-IP policies at the backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
 }
 
 impl Principal {
@@ -401,6 +406,7 @@ impl Principal {
             roles: Vec::new(),
             permissions: PermissionSet::empty(),
             token_id: None,
+            client_ip: None,
         }
     }
 
@@ -450,6 +456,11 @@ impl Principal {
             && !bounded_text(id, MAX_TOKEN_ID_LEN)
         {
             return malformed("token id is empty, too long or has control characters");
+        }
+        if let Some(ip) = &self.client_ip
+            && !bounded_text(ip, MAX_CLIENT_IP_LEN)
+        {
+            return malformed("client address is empty, too long or has control characters");
         }
         Ok(())
     }
@@ -638,6 +649,7 @@ mod tests {
             roles: vec!["analyst".into()],
             permissions: RoleSet::default().permissions_of(&["analyst"]),
             token_id: Some("key-7".into()),
+            client_ip: Some("203.0.113.9".into()),
         }
     }
 

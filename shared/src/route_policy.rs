@@ -628,7 +628,8 @@ mod tests {
         let p = |s: &str| Auth::Permission(s.parse().unwrap());
         let table = [
             ("POST", "/auth/login", Auth::Public),
-            ("POST", "/auth/refresh", Auth::Token),
+            ("POST", "/auth/refresh", Auth::Public),
+            ("POST", "/auth/password", Auth::Token),
             ("POST", "/auth/logout", Auth::Token),
             ("POST", "/auth/mfa/setup", Auth::Token),
             ("POST", "/auth/mfa/verify", Auth::Token),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use shared::ErrorCode;
 use shared::audit::{AuditEvent, AuditEventType, AuditSource};
 use shared::permissions::{Permission, Principal, PrincipalKind};
-use shared::route_policy::{RouteAuth, RouteMatch};
+use shared::route_policy::Resolution;
 use shared::signing::{CONTENT_DIGEST_HEADER, PRINCIPAL_HEADER, SignableRequest};
 
 use super::error::{ApiError, problem_response};
@@ -183,30 +183,13 @@ async fn check_not_revoked(state: &SharedState, principal: &Principal) -> Result
 /// The route table decides what a route needs; the backend applies the same table as the edge.
 fn check_route_permission(state: &SharedState, parts: &Parts, principal: &Principal) -> Result<(), ApiError> {
     match state.routes.resolve(parts.method.as_str(), parts.uri.path()) {
-        RouteMatch::Found { route, .. } => match &route.auth {
-            RouteAuth::Public => Ok(()),
-            RouteAuth::Token => {
-                if principal.kind == PrincipalKind::Anonymous {
-                    Err(ApiError::new(ErrorCode::MissingCredentials))
-                } else {
-                    Ok(())
-                }
+        Resolution::Found(matched) => matched.route.auth.permits(principal).map_err(|code| match matched.route.auth {
+            shared::route_policy::Auth::Permission(permission) if code == ErrorCode::InsufficientPermissions => {
+                ApiError::detail(code, format!("requires {}", permission.as_str()))
             }
-            RouteAuth::Permission(permission) => {
-                if principal.kind == PrincipalKind::Anonymous {
-                    Err(ApiError::new(ErrorCode::MissingCredentials))
-                } else if principal.has(*permission) {
-                    Ok(())
-                } else {
-                    Err(ApiError::detail(
-                        ErrorCode::InsufficientPermissions,
-                        format!("requires {}", permission.as_str()),
-                    ))
-                }
-            }
-        },
-        RouteMatch::MethodNotAllowed { .. } => Err(ApiError::new(ErrorCode::MethodNotAllowed)),
-        RouteMatch::NotFound => Err(ApiError::new(ErrorCode::NotFound)),
+            _ => ApiError::new(code),
+        }),
+        other => Err(ApiError::new(other.error_code().unwrap_or(ErrorCode::NotFound))),
     }
 }
 
