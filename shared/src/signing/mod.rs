@@ -29,10 +29,8 @@ pub use structured_field::{
 pub const SIGNATURE_LABEL: &str = "sig1";
 /// The `alg` parameter value of every signature the edge makes.
 pub const ALGORITHM: &str = "hmac-sha256";
-/// Header carrying the authenticated principal, an opaque string set by the edge.
-pub const PRINCIPAL_HEADER: &str = "x-h200-principal";
-/// Header carrying the request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub use crate::headers::REQUEST_ID_HEADER;
+pub use crate::permissions::PRINCIPAL_HEADER;
 /// Header carrying the RFC 9530 digest of the body.
 pub const CONTENT_DIGEST_HEADER: &str = "content-digest";
 /// How old a signature may be when it reaches the backend, in seconds.
