@@ -9,7 +9,10 @@ use shared::permissions::RoleSet;
 
 use crate::auth::password::{PasswordHasher, check_policy};
 use crate::config::{BackendArgs, StoreArgs};
-use crate::keys::{BackendKeys, EdgeKeyRing, KeyOverrides, KeyPaths, SealKeyFile, TokenKeyRing, read_json, write_private_json};
+use crate::keys::{
+    BackendKeys, EdgeKeyRing, KeyOverrides, KeyPaths, SealKeyFile, TokenKeyRing, read_json,
+    write_private_json,
+};
 use crate::server::{Backend, shutdown_signal};
 use crate::store::users::NewUser;
 use crate::store::{Store, now_ms};
@@ -19,7 +22,13 @@ use crate::store::{Store, now_ms};
 #[command(name = "h200", version, about)]
 pub struct Cli {
     /// Log format.
-    #[arg(long, env = "H200_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "H200_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -117,7 +126,9 @@ pub enum AuditCommand {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -131,22 +142,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let backend = Backend::prepare(&args).await?;
             backend.serve(shutdown_signal()).await
         }
-        Command::User(UserCommand::Add { name, roles, email, store, seal_keys }) => {
-            add_user(&name, &roles, email.as_deref(), &store, seal_keys).await
-        }
-        Command::Apikey(ApiKeyCommand::Create { user, name, expires_in_days, store }) => {
+        Command::User(UserCommand::Add {
+            name,
+            roles,
+            email,
+            store,
+            seal_keys,
+        }) => add_user(&name, &roles, email.as_deref(), &store, seal_keys).await,
+        Command::Apikey(ApiKeyCommand::Create {
+            user,
+            name,
+            expires_in_days,
+            store,
+        }) => {
             let db = open_store(&store).await?;
-            let owner = db.user_by_username(&user).await?.with_context(|| format!("no user named {user}"))?;
+            let owner = db
+                .user_by_username(&user)
+                .await?
+                .with_context(|| format!("no user named {user}"))?;
             let key = ApiKey::from_random(crate::keys::random_bytes::<16>()?);
             let expires = expires_in_days.map(|days| now_ms() + i64::from(days) * 86_400_000);
             let record = db
-                .create_api_key(&owner.id, &name, key.digest().as_str(), &key.display_prefix(), expires)
+                .create_api_key(
+                    &owner.id,
+                    &name,
+                    key.digest().as_str(),
+                    &key.display_prefix(),
+                    expires,
+                )
                 .await?;
-            eprintln!("created API key {} for {user}; it is shown only once:", record.id);
+            eprintln!(
+                "created API key {} for {user}; it is shown only once:",
+                record.id
+            );
             println!("{}", key.as_str());
             Ok(())
         }
-        Command::Keys(KeysCommand::Rotate { data_dir, edge, seal }) => rotate_keys(&data_dir, edge, seal),
+        Command::Keys(KeysCommand::Rotate {
+            data_dir,
+            edge,
+            seal,
+        }) => rotate_keys(&data_dir, edge, seal),
         Command::Audit(AuditCommand::Verify { store }) => {
             let db = open_store(&store).await?;
             match db.verify_audit_chain().await {
@@ -161,35 +197,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     Store::open(&args.url()).await.context("opening the store")
 }
 
-async fn add_user(name: &str, roles: &[String], email: Option<&str>, store: &StoreArgs, seal_keys: Option<String>) -> anyhow::Result<()> {
+async fn add_user(
+    name: &str,
+    roles: &[String],
+    email: Option<&str>,
+    store: &StoreArgs,
+    seal_keys: Option<String>,
+) -> anyhow::Result<()> {
     let known = RoleSet::default();
     for role in roles {
         if known.role(role).is_none() {
-            bail!("unknown role {role}; known roles: {}", known.names().collect::<Vec<_>>().join(", "));
+            bail!(
+                "unknown role {role}; known roles: {}",
+                known.names().collect::<Vec<_>>().join(", ")
+            );
         }
     }
     let mut password = String::new();
-    std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
     let password = password.trim_end_matches(['\r', '\n']);
     check_policy(password).map_err(|e| anyhow::anyhow!("password refused: {e}"))?;
     let db = open_store(store).await?;
-    let overrides = KeyOverrides { edge_keys: None, seal_keys };
+    let overrides = KeyOverrides {
+        edge_keys: None,
+        seal_keys,
+    };
     let (keys, _) = BackendKeys::load_or_generate(&store.data_dir, &overrides, now_ms())?;
-    let hash = PasswordHasher::new().hash(password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    let hash = PasswordHasher::new()
+        .hash(password)
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     let user = db
-        .create_user(NewUser { username: name, password_hash: &hash, roles, email_sealed: None })
+        .create_user(NewUser {
+            username: name,
+            password_hash: &hash,
+            roles,
+            email_sealed: None,
+        })
         .await
         .with_context(|| format!("creating user {name}"))?;
     if let Some(email) = email {
         let sealed = keys
             .seal
-            .seal(&crate::http::admin::email_context(&user.id), email.as_bytes())
+            .seal(
+                &crate::http::admin::email_context(&user.id),
+                email.as_bytes(),
+            )
             .map_err(|e| anyhow::anyhow!("sealing the email: {e}"))?;
-        db.update_sealed_fields(&user.id, Some(&sealed), None).await?;
+        db.update_sealed_fields(&user.id, Some(&sealed), None)
+            .await?;
     }
     println!("{}", user.id);
     eprintln!("added user {name} with roles {}", roles.join(", "));
@@ -210,7 +273,9 @@ pub fn rotate_keys(data_dir: &std::path::Path, edge: bool, seal: bool) -> anyhow
         let next = format!("edge-{}", now / 1000);
         ring.rotate(next.clone())?;
         write_private_json(&paths.edge(), &ring)?;
-        println!("edge signing key rotated: new key id {next} (restart the edge and backend to use it)");
+        println!(
+            "edge signing key rotated: new key id {next} (restart the edge and backend to use it)"
+        );
     }
     if seal {
         let mut file: SealKeyFile = read_json(&paths.seal())?.unwrap_or_default();

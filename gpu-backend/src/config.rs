@@ -70,6 +70,9 @@ impl std::fmt::Debug for BackendArgs {
 
 impl BackendArgs {
     pub fn key_overrides(&self) -> KeyOverrides {
-        KeyOverrides { edge_keys: self.edge_signing_keys.clone(), seal_keys: self.seal_keys.clone() }
+        KeyOverrides {
+            edge_keys: self.edge_signing_keys.clone(),
+            seal_keys: self.seal_keys.clone(),
+        }
     }
 }

@@ -301,7 +301,7 @@ impl BackendKeys {
 /// A new Ed25519 token key with a kid that sorts by creation.
 pub fn new_token_key(now_ms: i64) -> anyhow::Result<TokenKeyMaterial> {
     let seed = random_bytes::<32>()?;
-    let tag = hex::encode(&random_bytes::<4>()?);
+    let tag = hex::encode(random_bytes::<4>()?);
     Ok(TokenKeyMaterial {
         kid: format!("k{now_ms}-{tag}"),
         seed: hex::encode(seed),

@@ -29,17 +29,32 @@ pub struct Metrics {
 
 /// Help text of each counter family.
 const HELP: &[(&str, &str)] = &[
-    ("h200_http_requests_total", "HTTP requests answered, by route pattern, method and status."),
-    ("h200_signature_refusals_total", "Requests refused by the signature gate, by code."),
+    (
+        "h200_http_requests_total",
+        "HTTP requests answered, by route pattern, method and status.",
+    ),
+    (
+        "h200_signature_refusals_total",
+        "Requests refused by the signature gate, by code.",
+    ),
     ("h200_logins_total", "Login attempts, by outcome."),
-    ("h200_audit_events_ingested_total", "Audit events stored, by source."),
-    ("h200_audit_events_duplicate_total", "Audit events received again and skipped."),
+    (
+        "h200_audit_events_ingested_total",
+        "Audit events stored, by source.",
+    ),
+    (
+        "h200_audit_events_duplicate_total",
+        "Audit events received again and skipped.",
+    ),
 ];
 
 impl Metrics {
     /// Adds `by` to the counter `name` with `labels`.
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], by: u64) {
-        let key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        );
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         *counters.entry(key).or_insert(0) += by;
     }
@@ -50,7 +65,13 @@ impl Metrics {
 
     /// The current value of a counter (0 when never touched).
     pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-        let key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect::<Labels>());
+        let key = (
+            name,
+            labels
+                .iter()
+                .map(|(k, v)| (*k, (*v).to_owned()))
+                .collect::<Labels>(),
+        );
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         counters.get(&key).copied().unwrap_or(0)
     }
@@ -85,16 +106,38 @@ impl Metrics {
         let durations = self.durations.lock().unwrap_or_else(|p| p.into_inner());
         if !durations.is_empty() {
             let name = "h200_http_request_duration_seconds";
-            let _ = writeln!(out, "# HELP {name} Time to answer a request, by route pattern.\n# TYPE {name} histogram");
+            let _ = writeln!(
+                out,
+                "# HELP {name} Time to answer a request, by route pattern.\n# TYPE {name} histogram"
+            );
             for (route, histogram) in durations.iter() {
                 let labels: Labels = vec![("route", route.clone())];
                 for (count, bound) in histogram.buckets.iter().zip(DURATION_BUCKETS) {
                     let le = bound.to_string();
-                    let _ = writeln!(out, "{name}_bucket{} {count}", render_labels(&labels, Some(&le)));
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {count}",
+                        render_labels(&labels, Some(&le))
+                    );
                 }
-                let _ = writeln!(out, "{name}_bucket{} {}", render_labels(&labels, Some("+Inf")), histogram.count);
-                let _ = writeln!(out, "{name}_sum{} {}", render_labels(&labels, None), histogram.sum);
-                let _ = writeln!(out, "{name}_count{} {}", render_labels(&labels, None), histogram.count);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {}",
+                    render_labels(&labels, Some("+Inf")),
+                    histogram.count
+                );
+                let _ = writeln!(
+                    out,
+                    "{name}_sum{} {}",
+                    render_labels(&labels, None),
+                    histogram.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "{name}_count{} {}",
+                    render_labels(&labels, None),
+                    histogram.count
+                );
             }
         }
         out
@@ -116,7 +159,10 @@ fn render_labels(labels: &Labels, le: Option<&str>) -> String {
 }
 
 fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -131,12 +177,34 @@ mod tests {
         metrics.observe_duration("/auth/login", 0.003);
         let text = metrics.render();
         assert!(text.contains("# TYPE h200_logins_total counter"), "{text}");
-        assert!(text.contains("h200_logins_total{outcome=\"failure\"} 2"), "{text}");
-        assert!(text.contains("h200_logins_total{outcome=\"success\"} 1"), "{text}");
-        assert!(text.contains("h200_http_request_duration_seconds_bucket{route=\"/auth/login\",le=\"0.0025\"} 0"), "{text}");
-        assert!(text.contains("h200_http_request_duration_seconds_bucket{route=\"/auth/login\",le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("h200_http_request_duration_seconds_count{route=\"/auth/login\"} 1"), "{text}");
-        assert_eq!(metrics.get("h200_logins_total", &[("outcome", "failure")]), 2);
+        assert!(
+            text.contains("h200_logins_total{outcome=\"failure\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("h200_logins_total{outcome=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "h200_http_request_duration_seconds_bucket{route=\"/auth/login\",le=\"0.0025\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "h200_http_request_duration_seconds_bucket{route=\"/auth/login\",le=\"0.005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("h200_http_request_duration_seconds_count{route=\"/auth/login\"} 1"),
+            "{text}"
+        );
+        assert_eq!(
+            metrics.get("h200_logins_total", &[("outcome", "failure")]),
+            2
+        );
     }
 
     #[test]

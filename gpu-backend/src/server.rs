@@ -29,11 +29,10 @@ pub struct Backend {
 
 /// The edge verifier for up to two keys, newest first.
 pub fn edge_verifier(ring: &EdgeKeyRing) -> anyhow::Result<SignatureVerifier> {
-    let mut keys = ring
-        .keys
-        .iter()
-        .rev()
-        .map(|k| MessageSigningKey::new(k.key_id.clone(), k.secret_bytes()?).map_err(|e| anyhow::anyhow!("edge key {}: {e}", k.key_id)));
+    let mut keys = ring.keys.iter().rev().map(|k| {
+        MessageSigningKey::new(k.key_id.clone(), k.secret_bytes()?)
+            .map_err(|e| anyhow::anyhow!("edge key {}: {e}", k.key_id))
+    });
     let current = keys.next().context("no edge signing key")??;
     let previous = keys.next().transpose()?;
     SignatureVerifier::new(current, previous).map_err(|e| anyhow::anyhow!("edge keys: {e}"))
@@ -42,49 +41,76 @@ pub fn edge_verifier(ring: &EdgeKeyRing) -> anyhow::Result<SignatureVerifier> {
 impl Backend {
     /// Opens the store, loads keys (generating missing ones) and binds the address.
     pub async fn prepare(args: &BackendArgs) -> anyhow::Result<Backend> {
-        std::fs::create_dir_all(&args.store.data_dir)
-            .with_context(|| format!("creating the data folder {}", args.store.data_dir.display()))?;
+        std::fs::create_dir_all(&args.store.data_dir).with_context(|| {
+            format!("creating the data folder {}", args.store.data_dir.display())
+        })?;
         let store = Store::open(&args.store.url())
             .await
             .context("opening the store")?;
-        let (keys, created) = BackendKeys::load_or_generate(&args.store.data_dir, &args.key_overrides(), now_ms())
-            .context("loading key material")?;
+        let (keys, created) =
+            BackendKeys::load_or_generate(&args.store.data_dir, &args.key_overrides(), now_ms())
+                .context("loading key material")?;
         for path in created {
             tracing::info!(path = %path.display(), "generated a missing key file");
         }
         let policy = TokenPolicy::new(args.token_issuer.clone(), args.token_audience.clone());
         let tokens = TokenIssuer::new(policy, &keys.token, now_ms())?;
         let routes = match &args.route_policy {
-            Some(path) => RoutePolicy::from_toml(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
-                .map_err(|e| anyhow::anyhow!("route policy {}: {e}", path.display()))?,
+            Some(path) => RoutePolicy::from_toml(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .map_err(|e| anyhow::anyhow!("route policy {}: {e}", path.display()))?,
             None => RoutePolicy::default(),
         };
         let roles = match &args.roles {
-            Some(path) => RoleSet::from_toml(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
-                .map_err(|e| anyhow::anyhow!("roles {}: {e}", path.display()))?,
+            Some(path) => RoleSet::from_toml(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .map_err(|e| anyhow::anyhow!("roles {}: {e}", path.display()))?,
             None => RoleSet::default(),
         };
-        let state = Arc::new(AppState::new(store, tokens, roles, routes, edge_verifier(&keys.edge)?, keys.seal));
+        let state = Arc::new(AppState::new(
+            store,
+            tokens,
+            roles,
+            routes,
+            edge_verifier(&keys.edge)?,
+            keys.seal,
+        ));
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;
-        Ok(Backend { state, listener, data_dir: args.store.data_dir.clone() })
+        Ok(Backend {
+            state,
+            listener,
+            data_dir: args.store.data_dir.clone(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address; this is a bug")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address; this is a bug")
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let reload = tokio::spawn(reload_token_keys(self.state.clone(), self.data_dir.clone()));
         let addr = self.local_addr();
         tracing::info!(%addr, "backend listening");
         let app = http::router(self.state.clone());
-        let result = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
         reload.abort();
         self.state.store.close().await;
         tracing::info!("backend stopped");
@@ -111,11 +137,15 @@ async fn reload_token_keys(state: SharedState, data_dir: PathBuf) {
                         *state.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(issuer);
                         tracing::info!("token keys reloaded");
                     }
-                    Err(e) => tracing::error!(error = %e, "token key file is invalid; keeping the old keys"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "token key file is invalid; keeping the old keys")
+                    }
                 }
             }
             Ok(None) => tracing::warn!("token key file disappeared; keeping the old keys"),
-            Err(e) => tracing::error!(error = %e, "token key file is unreadable; keeping the old keys"),
+            Err(e) => {
+                tracing::error!(error = %e, "token key file is unreadable; keeping the old keys")
+            }
         }
     }
 }

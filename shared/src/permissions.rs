@@ -666,7 +666,7 @@ mod tests {
         let json = URL_SAFE_NO_PAD.decode(&header).unwrap();
         assert_eq!(
             std::str::from_utf8(&json).unwrap(),
-            r#"{"subject":"user-42","kind":"api_key","roles":["analyst"],"permissions":["analysis:read","analysis:write","rules:read","rules:execute","servers:read"],"token_id":"key-7"}"#
+            r#"{"subject":"user-42","kind":"api_key","roles":["analyst"],"permissions":["analysis:read","analysis:write","rules:read","rules:execute","servers:read"],"token_id":"key-7","client_ip":"203.0.113.9"}"#
         );
         assert_eq!(Principal::decode_header(&header), Ok(principal));
         let anonymous = Principal::anonymous();

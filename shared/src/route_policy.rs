@@ -838,6 +838,7 @@ mod tests {
             roles: vec!["viewer".into()],
             permissions: roles.permissions_of(&["viewer"]),
             token_id: None,
+            client_ip: None,
         };
         let anonymous = Principal::anonymous();
         let read = Auth::Permission(Permission::AnalysisRead);

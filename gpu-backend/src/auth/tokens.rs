@@ -1,7 +1,9 @@
 //! The backend's token issuer: signs access and refresh tokens with the current Ed25519 key and
 //! publishes every key whose tokens may still be alive as the JWKS.
 
-use shared::token::{H200Claims, KeySet, SigningKey, TokenError, TokenKind, TokenPolicy, VerifiedToken};
+use shared::token::{
+    H200Claims, KeySet, SigningKey, TokenError, TokenKind, TokenPolicy, VerifiedToken,
+};
 
 use crate::keys::TokenKeyRing;
 
@@ -23,7 +25,11 @@ pub struct IssuedToken {
 
 impl TokenIssuer {
     /// An issuer over `ring` at `now_ms`: the ring's current key signs, its published keys verify.
-    pub fn new(policy: TokenPolicy, ring: &TokenKeyRing, now_ms: i64) -> anyhow::Result<TokenIssuer> {
+    pub fn new(
+        policy: TokenPolicy,
+        ring: &TokenKeyRing,
+        now_ms: i64,
+    ) -> anyhow::Result<TokenIssuer> {
         let current = ring
             .current()
             .ok_or_else(|| anyhow::anyhow!("no current token signing key"))?;
@@ -36,7 +42,12 @@ impl TokenIssuer {
             published.insert(key.verification_key());
         }
         let jwks_json = published.to_jwks_json();
-        Ok(TokenIssuer { policy, current, published, jwks_json })
+        Ok(TokenIssuer {
+            policy,
+            current,
+            published,
+            jwks_json,
+        })
     }
 
     pub fn policy(&self) -> &TokenPolicy {
@@ -54,14 +65,30 @@ impl TokenIssuer {
     }
 
     /// Issues a token of `claims.kind` for `subject` at `now_secs`.
-    pub fn issue(&self, subject: &str, claims: &H200Claims, now_secs: u64) -> Result<IssuedToken, TokenError> {
+    pub fn issue(
+        &self,
+        subject: &str,
+        claims: &H200Claims,
+        now_secs: u64,
+    ) -> Result<IssuedToken, TokenError> {
         let jti = uuid::Uuid::new_v4().simple().to_string();
-        let token = self.current.issue(&self.policy, subject, &jti, claims, now_secs)?;
-        Ok(IssuedToken { token, jti, expires_at: now_secs + self.policy.ttl_secs(claims.kind) })
+        let token = self
+            .current
+            .issue(&self.policy, subject, &jti, claims, now_secs)?;
+        Ok(IssuedToken {
+            token,
+            jti,
+            expires_at: now_secs + self.policy.ttl_secs(claims.kind),
+        })
     }
 
     /// Verifies a presented token of `kind`.
-    pub fn verify(&self, token: &str, kind: TokenKind, now_secs: u64) -> Result<VerifiedToken, TokenError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        now_secs: u64,
+    ) -> Result<VerifiedToken, TokenError> {
         self.published.verify(token, &self.policy, kind, now_secs)
     }
 }

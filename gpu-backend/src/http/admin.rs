@@ -46,20 +46,38 @@ fn page(limit: Option<i64>, offset: Option<i64>) -> ApiResult<(i64, i64)> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);
     let offset = offset.unwrap_or(0);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::field(ErrorCode::ValidationFailed, "limit", format!("must be 1 to {MAX_PAGE}")));
+        return Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            "limit",
+            format!("must be 1 to {MAX_PAGE}"),
+        ));
     }
     if offset < 0 {
-        return Err(ApiError::field(ErrorCode::ValidationFailed, "offset", "must not be negative"));
+        return Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            "offset",
+            "must not be negative",
+        ));
     }
     Ok((limit, offset))
 }
 
 /// `GET /api/v1/admin/audit`: filtered by type, principal, ip and time; newest first.
-pub async fn audit_log(State(state): State<SharedState>, caller: Caller, Query(query): Query<AuditQuery>) -> ApiResult<Response> {
+pub async fn audit_log(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Query(query): Query<AuditQuery>,
+) -> ApiResult<Response> {
     caller.require(Permission::AdminAudit)?;
-    if let Some(kind) = query.event_type.as_deref() {
-        if AuditEventType::from_name(kind).is_none() {
-            return Err(ApiError::field(ErrorCode::ValidationFailed, "type", "is not an audit event type"));
+    if let Some(kind) = query.event_type.as_deref()
+        && AuditEventType::from_name(kind).is_none()
+    {
+        {
+            return Err(ApiError::field(
+                ErrorCode::ValidationFailed,
+                "type",
+                "is not an audit event type",
+            ));
         }
     }
     let (limit, offset) = page(query.limit, query.offset)?;
@@ -86,7 +104,11 @@ pub struct PageQuery {
 }
 
 /// `GET /api/v1/admin/users`.
-pub async fn users(State(state): State<SharedState>, caller: Caller, Query(query): Query<PageQuery>) -> ApiResult<Response> {
+pub async fn users(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
     caller.require(Permission::AdminUsers)?;
     let (limit, offset) = page(query.limit, query.offset)?;
     let users = state.store.list_users(limit, offset).await?;
@@ -102,7 +124,14 @@ pub async fn users(State(state): State<SharedState>, caller: Caller, Query(query
             })
         })
         .collect();
-    audit(&state, &caller, AuditEventType::DataAccess, Some(&caller.principal.subject), "listed users").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::DataAccess,
+        Some(&caller.principal.subject),
+        "listed users",
+    )
+    .await;
     Ok(Json(json!({ "users": users, "limit": limit, "offset": offset })).into_response())
 }
 
@@ -129,9 +158,20 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
     let keys = state.store.list_api_keys(Some(user_id)).await?;
     let events = state
         .store
-        .query_audit(&AuditFilter { principal: Some(user.id.clone()), limit: 1000, ..Default::default() })
+        .query_audit(&AuditFilter {
+            principal: Some(user.id.clone()),
+            limit: 1000,
+            ..Default::default()
+        })
         .await?;
-    audit(&state, &caller, AuditEventType::DataAccess, Some(&user.id), "personal data export").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::DataAccess,
+        Some(&user.id),
+        "personal data export",
+    )
+    .await;
     Ok(Json(json!({
         "user": {
             "id": user.id,
@@ -157,10 +197,18 @@ pub async fn erase_me(State(state): State<SharedState>, caller: Caller) -> ApiRe
     state.store.delete_user(&user_id).await?;
     if let Some(jti) = caller.principal.token_id.as_deref() {
         let issuer = state.tokens();
-        let expires = crate::store::now_ms() + (issuer.policy().access_ttl_secs + issuer.policy().leeway_secs) as i64 * 1000;
+        let expires = crate::store::now_ms()
+            + (issuer.policy().access_ttl_secs + issuer.policy().leeway_secs) as i64 * 1000;
         state.store.revoke_token(jti, expires).await?;
     }
-    audit(&state, &caller, AuditEventType::AdminAction, Some(&user_id), "account erased at the user's request").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::AdminAction,
+        Some(&user_id),
+        "account erased at the user's request",
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

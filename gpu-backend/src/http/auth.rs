@@ -20,9 +20,9 @@ use super::SharedState;
 use super::error::{ApiError, ApiResult};
 use super::gate::{Caller, random_tail};
 use crate::store::api_keys::ApiKeyRecord;
+use crate::store::now_ms;
 use crate::store::tokens::RefreshUse;
 use crate::store::users::UserRecord;
-use crate::store::now_ms;
 
 fn now_secs() -> u64 {
     (now_ms() / 1000) as u64
@@ -32,7 +32,10 @@ fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -46,16 +49,34 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Parses a JSON body, refusing other media types with 415.
-fn json_body<T: serde::de::DeserializeOwned + shared::body::Validate>(headers: &HeaderMap, body: &[u8]) -> ApiResult<T> {
+fn json_body<T: serde::de::DeserializeOwned + shared::body::Validate>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<T> {
     if !is_json(headers) {
-        return Err(ApiError::detail(ErrorCode::UnsupportedMediaType, "send application/json"));
+        return Err(ApiError::detail(
+            ErrorCode::UnsupportedMediaType,
+            "send application/json",
+        ));
     }
     Ok(parse_valid(body)?)
 }
 
 /// Records an audit event of the backend for `caller`.
-pub(crate) async fn audit(state: &SharedState, caller: &Caller, event_type: AuditEventType, subject: Option<&str>, detail: &str) {
-    let mut event = AuditEvent::new(event_type, AuditSource::Backend, now_ms() as u64, random_tail()).with_detail(detail);
+pub(crate) async fn audit(
+    state: &SharedState,
+    caller: &Caller,
+    event_type: AuditEventType,
+    subject: Option<&str>,
+    detail: &str,
+) {
+    let mut event = AuditEvent::new(
+        event_type,
+        AuditSource::Backend,
+        now_ms() as u64,
+        random_tail(),
+    )
+    .with_detail(detail);
     event.request_id = Some(caller.request_id.clone());
     event.principal = subject.map(str::to_owned);
     event.ip = caller.client_ip.clone();
@@ -65,15 +86,30 @@ pub(crate) async fn audit(state: &SharedState, caller: &Caller, event_type: Audi
 }
 
 /// The token pair of a login or refresh.
-fn token_response(state: &SharedState, user: &UserRecord, family: &str, mfa: bool) -> ApiResult<(serde_json::Value, String, u64)> {
+fn token_response(
+    state: &SharedState,
+    user: &UserRecord,
+    family: &str,
+    mfa: bool,
+) -> ApiResult<(serde_json::Value, String, u64)> {
     let issuer = state.tokens();
     let permissions = state.roles.permissions_of(&user.roles);
     let scope = permissions.to_strings();
     let now = now_secs();
     let access = issuer
-        .issue(&user.id, &H200Claims::access(user.roles.clone(), scope.iter().map(|s| s.to_string()).collect(), mfa), now)
+        .issue(
+            &user.id,
+            &H200Claims::access(
+                user.roles.clone(),
+                scope.iter().map(|s| s.to_string()).collect(),
+                mfa,
+            ),
+            now,
+        )
         .map_err(token_failure)?;
-    let refresh = issuer.issue(&user.id, &H200Claims::refresh(family, mfa), now).map_err(token_failure)?;
+    let refresh = issuer
+        .issue(&user.id, &H200Claims::refresh(family, mfa), now)
+        .map_err(token_failure)?;
     let body = json!({
         "access_token": access.token,
         "refresh_token": refresh.token,
@@ -90,7 +126,12 @@ fn token_failure(error: TokenError) -> ApiError {
 }
 
 /// `POST /auth/login`: form or JSON; the same work whether the user exists or not.
-pub async fn login(State(state): State<SharedState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn login(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let request = if is_form(&headers) {
         LoginRequest::from_form(&body)?
     } else if is_json(&headers) {
@@ -114,31 +155,69 @@ pub async fn login(State(state): State<SharedState>, caller: Caller, headers: He
     let user = match (user, password_ok) {
         (Some(user), true) => user,
         (user, _) => {
-            state.metrics.inc("h200_logins_total", &[("outcome", "failure")]);
-            audit(&state, &caller, AuditEventType::LoginFailure, user.as_ref().map(|u| u.id.as_str()), "wrong username or password").await;
+            state
+                .metrics
+                .inc("h200_logins_total", &[("outcome", "failure")]);
+            audit(
+                &state,
+                &caller,
+                AuditEventType::LoginFailure,
+                user.as_ref().map(|u| u.id.as_str()),
+                "wrong username or password",
+            )
+            .await;
             return Err(ApiError::new(ErrorCode::InvalidCredentials));
         }
     };
     if user.mfa_enabled {
         let Some(code) = request.totp_code.as_deref() else {
-            state.metrics.inc("h200_logins_total", &[("outcome", "mfa_required")]);
-            return Err(ApiError::detail(ErrorCode::MfaRequired, "send totp_code with the password"));
+            state
+                .metrics
+                .inc("h200_logins_total", &[("outcome", "mfa_required")]);
+            return Err(ApiError::detail(
+                ErrorCode::MfaRequired,
+                "send totp_code with the password",
+            ));
         };
         if !check_totp(&state, &user, code).await? {
-            state.metrics.inc("h200_logins_total", &[("outcome", "failure")]);
-            audit(&state, &caller, AuditEventType::LoginFailure, Some(&user.id), "wrong one-time code").await;
+            state
+                .metrics
+                .inc("h200_logins_total", &[("outcome", "failure")]);
+            audit(
+                &state,
+                &caller,
+                AuditEventType::LoginFailure,
+                Some(&user.id),
+                "wrong one-time code",
+            )
+            .await;
             return Err(ApiError::new(ErrorCode::InvalidMfaCode));
         }
     }
     let family = uuid::Uuid::new_v4().simple().to_string();
     state.store.create_token_family(&family, &user.id).await?;
-    let (body, refresh_jti, refresh_expires) = token_response(&state, &user, &family, user.mfa_enabled)?;
+    let (body, refresh_jti, refresh_expires) =
+        token_response(&state, &user, &family, user.mfa_enabled)?;
     state
         .store
-        .record_refresh_token(&refresh_jti, &family, &user.id, refresh_expires as i64 * 1000)
+        .record_refresh_token(
+            &refresh_jti,
+            &family,
+            &user.id,
+            refresh_expires as i64 * 1000,
+        )
         .await?;
-    state.metrics.inc("h200_logins_total", &[("outcome", "success")]);
-    audit(&state, &caller, AuditEventType::LoginSuccess, Some(&user.id), "password login").await;
+    state
+        .metrics
+        .inc("h200_logins_total", &[("outcome", "success")]);
+    audit(
+        &state,
+        &caller,
+        AuditEventType::LoginSuccess,
+        Some(&user.id),
+        "password login",
+    )
+    .await;
     Ok(no_store(Json(body).into_response()))
 }
 
@@ -164,15 +243,21 @@ fn mfa_context(user_id: &str) -> String {
 
 /// Tokens must never be cached by intermediaries.
 fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     response
 }
 
 /// `POST /auth/refresh`: `{"refresh_token": …}` or the refresh token as Bearer. Rotates; a spent
 /// token presented again revokes its whole family.
-pub async fn refresh(State(state): State<SharedState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn refresh(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let token = if body.is_empty() {
         headers
             .get(header::AUTHORIZATION)
@@ -184,7 +269,9 @@ pub async fn refresh(State(state): State<SharedState>, caller: Caller, headers: 
         json_body::<RefreshRequest>(&headers, &body)?.refresh_token
     };
     let issuer = state.tokens();
-    let verified = issuer.verify(&token, TokenKind::Refresh, now_secs()).map_err(|e| ApiError::new(e.code()))?;
+    let verified = issuer
+        .verify(&token, TokenKind::Refresh, now_secs())
+        .map_err(|e| ApiError::new(e.code()))?;
     let family = verified
         .claims
         .family
@@ -198,11 +285,21 @@ pub async fn refresh(State(state): State<SharedState>, caller: Caller, headers: 
                 .await?
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
             let (body, jti, expires) = token_response(&state, &user, &family, verified.claims.mfa)?;
-            state.store.record_refresh_token(&jti, &family, &user.id, expires as i64 * 1000).await?;
+            state
+                .store
+                .record_refresh_token(&jti, &family, &user.id, expires as i64 * 1000)
+                .await?;
             Ok(no_store(Json(body).into_response()))
         }
         RefreshUse::Reused { user_id, .. } => {
-            audit(&state, &caller, AuditEventType::TokenInvalid, Some(&user_id), "refresh token reused; family revoked").await;
+            audit(
+                &state,
+                &caller,
+                AuditEventType::TokenInvalid,
+                Some(&user_id),
+                "refresh token reused; family revoked",
+            )
+            .await;
             Err(ApiError::new(ErrorCode::RefreshTokenReused))
         }
         _ => Err(ApiError::new(ErrorCode::InvalidToken)),
@@ -224,7 +321,12 @@ impl shared::body::Validate for LogoutRequest {
 
 /// `POST /auth/logout`: the presented access token goes on the deny-list; a refresh token in the
 /// body also ends its family.
-pub async fn logout(State(state): State<SharedState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let user_id = caller.require_user()?.to_owned();
     let jti = caller
         .principal
@@ -233,21 +335,27 @@ pub async fn logout(State(state): State<SharedState>, caller: Caller, headers: H
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
     // An access token lives at most its TTL (plus leeway) from issue, so this outlives it.
     let issuer = state.tokens();
-    let expires_ms = now_ms() + (issuer.policy().access_ttl_secs + issuer.policy().leeway_secs) as i64 * 1000;
+    let expires_ms =
+        now_ms() + (issuer.policy().access_ttl_secs + issuer.policy().leeway_secs) as i64 * 1000;
     state.store.revoke_token(&jti, expires_ms).await?;
     if !body.is_empty() {
         let request: LogoutRequest = json_body(&headers, &body)?;
-        if let Some(token) = request.refresh_token {
-            if let Ok(verified) = issuer.verify(&token, TokenKind::Refresh, now_secs()) {
-                if verified.subject == user_id {
-                    if let Some(family) = verified.claims.family {
-                        state.store.revoke_family(&family).await?;
-                    }
-                }
-            }
+        if let Some(token) = request.refresh_token
+            && let Ok(verified) = issuer.verify(&token, TokenKind::Refresh, now_secs())
+            && verified.subject == user_id
+            && let Some(family) = verified.claims.family
+        {
+            state.store.revoke_family(&family).await?;
         }
     }
-    audit(&state, &caller, AuditEventType::DataAccess, Some(&user_id), "logout").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::DataAccess,
+        Some(&user_id),
+        "logout",
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -260,15 +368,26 @@ pub async fn mfa_setup(State(state): State<SharedState>, caller: Caller) -> ApiR
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
     if user.mfa_enabled {
-        return Err(ApiError::detail(ErrorCode::Conflict, "MFA is already on for this account"));
+        return Err(ApiError::detail(
+            ErrorCode::Conflict,
+            "MFA is already on for this account",
+        ));
     }
-    let secret = crate::keys::random_bytes::<{ totp::SECRET_BYTES }>().map_err(|_| ApiError::new(ErrorCode::Internal))?;
+    let secret = crate::keys::random_bytes::<{ totp::SECRET_BYTES }>()
+        .map_err(|_| ApiError::new(ErrorCode::Internal))?;
     let sealed = state
         .seal
         .seal(&mfa_context(&user.id), &secret)
         .map_err(|_| ApiError::new(ErrorCode::Internal))?;
     state.store.set_mfa_secret(&user.id, &sealed).await?;
-    audit(&state, &caller, AuditEventType::ConfigurationChange, Some(&user.id), "MFA setup started").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::ConfigurationChange,
+        Some(&user.id),
+        "MFA setup started",
+    )
+    .await;
     Ok(no_store(
         Json(json!({
             "secret": totp::base32_encode(&secret),
@@ -281,7 +400,12 @@ pub async fn mfa_setup(State(state): State<SharedState>, caller: Caller) -> ApiR
 }
 
 /// `POST /auth/mfa/verify`: `{"code": "123456"}` confirms the secret and turns MFA on.
-pub async fn mfa_verify(State(state): State<SharedState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn mfa_verify(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let user_id = caller.require_user()?;
     let request: MfaVerifyRequest = json_body(&headers, &body)?;
     let user = state
@@ -290,13 +414,30 @@ pub async fn mfa_verify(State(state): State<SharedState>, caller: Caller, header
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
     if user.mfa_secret_sealed.is_none() {
-        return Err(ApiError::detail(ErrorCode::Conflict, "call /auth/mfa/setup first"));
+        return Err(ApiError::detail(
+            ErrorCode::Conflict,
+            "call /auth/mfa/setup first",
+        ));
     }
     if !check_totp(&state, &user, &request.code).await? {
-        audit(&state, &caller, AuditEventType::LoginFailure, Some(&user.id), "wrong one-time code at MFA verify").await;
+        audit(
+            &state,
+            &caller,
+            AuditEventType::LoginFailure,
+            Some(&user.id),
+            "wrong one-time code at MFA verify",
+        )
+        .await;
         return Err(ApiError::new(ErrorCode::InvalidMfaCode));
     }
-    audit(&state, &caller, AuditEventType::ConfigurationChange, Some(&user.id), "MFA enabled").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::ConfigurationChange,
+        Some(&user.id),
+        "MFA enabled",
+    )
+    .await;
     Ok(Json(json!({ "mfa_enabled": true })).into_response())
 }
 
@@ -315,16 +456,38 @@ fn key_view(key: &ApiKeyRecord) -> serde_json::Value {
 }
 
 /// `POST /auth/api-keys`: creates a key for the caller and shows it once.
-pub async fn create_api_key(State(state): State<SharedState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn create_api_key(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let user_id = caller.require_user()?;
     let request: ApiKeyCreateRequest = json_body(&headers, &body)?;
-    let key = ApiKey::from_random(crate::keys::random_bytes::<16>().map_err(|_| ApiError::new(ErrorCode::Internal))?);
-    let expires_at_ms = request.expires_in_days.map(|days| now_ms() + i64::from(days) * 86_400_000);
+    let key = ApiKey::from_random(
+        crate::keys::random_bytes::<16>().map_err(|_| ApiError::new(ErrorCode::Internal))?,
+    );
+    let expires_at_ms = request
+        .expires_in_days
+        .map(|days| now_ms() + i64::from(days) * 86_400_000);
     let record = state
         .store
-        .create_api_key(user_id, &request.name, key.digest().as_str(), &key.display_prefix(), expires_at_ms)
+        .create_api_key(
+            user_id,
+            &request.name,
+            key.digest().as_str(),
+            &key.display_prefix(),
+            expires_at_ms,
+        )
         .await?;
-    audit(&state, &caller, AuditEventType::ConfigurationChange, Some(user_id), "API key created").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::ConfigurationChange,
+        Some(user_id),
+        "API key created",
+    )
+    .await;
     let mut view = key_view(&record);
     view["key"] = json!(key.as_str());
     Ok(no_store((StatusCode::CREATED, Json(view)).into_response()))
@@ -339,7 +502,11 @@ pub struct KeyListQuery {
 }
 
 /// `GET /auth/api-keys`: the caller's keys, or everyone's for `admin:users` with `?all=true`.
-pub async fn list_api_keys(State(state): State<SharedState>, caller: Caller, Query(query): Query<KeyListQuery>) -> ApiResult<Response> {
+pub async fn list_api_keys(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Query(query): Query<KeyListQuery>,
+) -> ApiResult<Response> {
     let user_id = caller.require_user()?;
     let keys = if query.all {
         caller.require(Permission::AdminUsers)?;
@@ -351,17 +518,35 @@ pub async fn list_api_keys(State(state): State<SharedState>, caller: Caller, Que
 }
 
 /// `DELETE /auth/api-keys/{id}`: revokes one of the caller's keys (any key with `admin:users`).
-pub async fn revoke_api_key(State(state): State<SharedState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke_api_key(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let user_id = caller.require_user()?;
-    let key = state.store.api_key_by_id(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+    let key = state
+        .store
+        .api_key_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
     if key.user_id != user_id && !caller.principal.has(Permission::AdminUsers) {
         // Someone else's key looks exactly like a missing one.
         return Err(ApiError::new(ErrorCode::NotFound));
     }
     if !state.store.revoke_api_key(&id).await? {
-        return Err(ApiError::detail(ErrorCode::Conflict, "the key is already revoked"));
+        return Err(ApiError::detail(
+            ErrorCode::Conflict,
+            "the key is already revoked",
+        ));
     }
-    audit(&state, &caller, AuditEventType::ConfigurationChange, Some(user_id), "API key revoked").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::ConfigurationChange,
+        Some(user_id),
+        "API key revoked",
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -374,13 +559,20 @@ struct PasswordChangeRequest {
 
 impl shared::body::Validate for PasswordChangeRequest {
     fn validate(&self) -> Result<(), shared::Problem> {
-        for (field, value) in [("current_password", &self.current_password), ("new_password", &self.new_password)] {
+        for (field, value) in [
+            ("current_password", &self.current_password),
+            ("new_password", &self.new_password),
+        ] {
             if value.is_empty() || value.len() > crate::auth::password::MAX_PASSWORD_BYTES {
-                return Err(shared::Problem::new(ErrorCode::ValidationFailed).with_field_error(shared::problem::FieldError {
-                    field: field.into(),
-                    code: ErrorCode::ValidationFailed,
-                    message: "must be 1 to 1024 bytes".into(),
-                }));
+                return Err(
+                    shared::Problem::new(ErrorCode::ValidationFailed).with_field_error(
+                        shared::problem::FieldError {
+                            field: field.into(),
+                            code: ErrorCode::ValidationFailed,
+                            message: "must be 1 to 1024 bytes".into(),
+                        },
+                    ),
+                );
             }
         }
         Ok(())
@@ -389,7 +581,12 @@ impl shared::body::Validate for PasswordChangeRequest {
 
 /// `POST /auth/password`: changes the caller's password under the policy (strength, none of the
 /// last five); every refresh family of the user ends with it.
-pub async fn change_password(State(state): State<SharedState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn change_password(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let user_id = caller.require_user()?.to_owned();
     let request: PasswordChangeRequest = json_body(&headers, &body)?;
     let user = state
@@ -398,28 +595,52 @@ pub async fn change_password(State(state): State<SharedState>, caller: Caller, h
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
     if let Err(reason) = crate::auth::password::check_policy(&request.new_password) {
-        return Err(ApiError::field(ErrorCode::WeakPassword, "new_password", reason.to_string()));
+        return Err(ApiError::field(
+            ErrorCode::WeakPassword,
+            "new_password",
+            reason.to_string(),
+        ));
     }
     let history = state.store.recent_password_hashes(&user_id).await?;
     let hasher = state.hasher.clone();
     let current_hash = user.password_hash.clone();
     let (current_ok, reused, new_hash) = tokio::task::spawn_blocking(move || {
         let current_ok = hasher.verify(&request.current_password, &current_hash);
-        let reused = history.iter().any(|old| hasher.verify(&request.new_password, old));
+        let reused = history
+            .iter()
+            .any(|old| hasher.verify(&request.new_password, old));
         (current_ok, reused, hasher.hash(&request.new_password))
     })
     .await
     .map_err(|_| ApiError::new(ErrorCode::Internal))?;
     if !current_ok {
-        audit(&state, &caller, AuditEventType::LoginFailure, Some(&user_id), "wrong current password at password change").await;
+        audit(
+            &state,
+            &caller,
+            AuditEventType::LoginFailure,
+            Some(&user_id),
+            "wrong current password at password change",
+        )
+        .await;
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     }
     if reused {
-        return Err(ApiError::field(ErrorCode::PasswordReused, "new_password", "must differ from the last five passwords"));
+        return Err(ApiError::field(
+            ErrorCode::PasswordReused,
+            "new_password",
+            "must differ from the last five passwords",
+        ));
     }
     let new_hash = new_hash.map_err(|_| ApiError::new(ErrorCode::Internal))?;
     state.store.set_password(&user_id, &new_hash).await?;
     state.store.revoke_user_families(&user_id).await?;
-    audit(&state, &caller, AuditEventType::ConfigurationChange, Some(&user_id), "password changed").await;
+    audit(
+        &state,
+        &caller,
+        AuditEventType::ConfigurationChange,
+        Some(&user_id),
+        "password changed",
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,33 +3,38 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shared::problem::{FieldError, PROBLEM_CONTENT_TYPE, Problem};
 use shared::ErrorCode;
+use shared::problem::{FieldError, PROBLEM_CONTENT_TYPE, Problem};
 
 use crate::store::StoreError;
 
 /// A refusal on its way to the client.
 #[derive(Debug)]
 pub struct ApiError {
-    pub problem: Problem,
+    /// Boxed: a problem is large and errors travel through every `Result` of the handlers.
+    pub problem: Box<Problem>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode) -> ApiError {
-        ApiError { problem: Problem::new(code) }
+        ApiError::from(Problem::new(code))
     }
 
     pub fn detail(code: ErrorCode, detail: impl Into<String>) -> ApiError {
-        ApiError { problem: Problem::new(code).with_detail(detail) }
+        ApiError::from(Problem::new(code).with_detail(detail))
     }
 
     pub fn field(code: ErrorCode, field: &str, message: impl Into<String>) -> ApiError {
         let message = message.into();
-        ApiError {
-            problem: Problem::new(code)
+        ApiError::from(
+            Problem::new(code)
                 .with_detail(message.clone())
-                .with_field_error(FieldError { field: field.into(), code, message }),
-        }
+                .with_field_error(FieldError {
+                    field: field.into(),
+                    code,
+                    message,
+                }),
+        )
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -39,7 +44,9 @@ impl ApiError {
 
 impl From<Problem> for ApiError {
     fn from(problem: Problem) -> Self {
-        ApiError { problem }
+        ApiError {
+            problem: Box::new(problem),
+        }
     }
 }
 
@@ -65,7 +72,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(self.problem)
+        problem_response(*self.problem)
     }
 }
 
@@ -73,9 +80,10 @@ impl IntoResponse for ApiError {
 pub fn problem_response(problem: Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, problem.to_json()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+    );
     response.extensions_mut().insert(ProblemMarker(problem));
     response
 }

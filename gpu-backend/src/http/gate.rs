@@ -76,7 +76,11 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 
 /// Verifies the signature, then the principal, then the route's permission; only then does the
 /// handler run. Refusals are audited.
-pub async fn verify_signature(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+pub async fn verify_signature(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let (mut parts, body) = request.into_parts();
     let request_id = parts
         .extensions
@@ -94,12 +98,17 @@ pub async fn verify_signature(State(state): State<SharedState>, request: Request
         }
         Err(error) => {
             refuse_audited(&state, &parts, &request_id, &error).await;
-            problem_response(error.problem)
+            problem_response(*error.problem)
         }
     }
 }
 
-async fn admit(state: &SharedState, parts: &Parts, body: &[u8], request_id: &str) -> Result<Caller, ApiError> {
+async fn admit(
+    state: &SharedState,
+    parts: &Parts,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Caller, ApiError> {
     let principal_header = header(parts, PRINCIPAL_HEADER);
     let signable = SignableRequest {
         method: parts.method.as_str(),
@@ -122,9 +131,10 @@ async fn admit(state: &SharedState, parts: &Parts, body: &[u8], request_id: &str
         )
     };
     if let Err(error) = verified {
-        state
-            .metrics
-            .inc("h200_signature_refusals_total", &[("code", error.code().as_str())]);
+        state.metrics.inc(
+            "h200_signature_refusals_total",
+            &[("code", error.code().as_str())],
+        );
         return Err(ApiError::new(error.code()));
     }
 
@@ -167,7 +177,9 @@ async fn check_not_revoked(state: &SharedState, principal: &Principal) -> Result
         PrincipalKind::ApiKey => {
             let key = state.store.api_key_by_id(token_id).await?;
             match key {
-                Some(key) if key.revoked_at_ms.is_some() => return Err(ApiError::new(ErrorCode::RevokedApiKey)),
+                Some(key) if key.revoked_at_ms.is_some() => {
+                    return Err(ApiError::new(ErrorCode::RevokedApiKey));
+                }
                 Some(key) if key.expires_at_ms.is_some_and(|at| at <= now_ms()) => {
                     return Err(ApiError::new(ErrorCode::InvalidApiKey));
                 }
@@ -181,15 +193,32 @@ async fn check_not_revoked(state: &SharedState, principal: &Principal) -> Result
 }
 
 /// The route table decides what a route needs; the backend applies the same table as the edge.
-fn check_route_permission(state: &SharedState, parts: &Parts, principal: &Principal) -> Result<(), ApiError> {
-    match state.routes.resolve(parts.method.as_str(), parts.uri.path()) {
-        Resolution::Found(matched) => matched.route.auth.permits(principal).map_err(|code| match matched.route.auth {
-            shared::route_policy::Auth::Permission(permission) if code == ErrorCode::InsufficientPermissions => {
-                ApiError::detail(code, format!("requires {}", permission.as_str()))
-            }
-            _ => ApiError::new(code),
-        }),
-        other => Err(ApiError::new(other.error_code().unwrap_or(ErrorCode::NotFound))),
+fn check_route_permission(
+    state: &SharedState,
+    parts: &Parts,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    match state
+        .routes
+        .resolve(parts.method.as_str(), parts.uri.path())
+    {
+        Resolution::Found(matched) => {
+            matched
+                .route
+                .auth
+                .permits(principal)
+                .map_err(|code| match matched.route.auth {
+                    shared::route_policy::Auth::Permission(permission)
+                        if code == ErrorCode::InsufficientPermissions =>
+                    {
+                        ApiError::detail(code, format!("requires {}", permission.as_str()))
+                    }
+                    _ => ApiError::new(code),
+                })
+        }
+        other => Err(ApiError::new(
+            other.error_code().unwrap_or(ErrorCode::NotFound),
+        )),
     }
 }
 
@@ -198,7 +227,12 @@ async fn refuse_audited(state: &SharedState, parts: &Parts, request_id: &str, er
     let Some(event_type) = AuditEventType::for_refusal(error.code()) else {
         return;
     };
-    let mut event = AuditEvent::new(event_type, AuditSource::Backend, now_ms() as u64, random_tail());
+    let mut event = AuditEvent::new(
+        event_type,
+        AuditSource::Backend,
+        now_ms() as u64,
+        random_tail(),
+    );
     event.request_id = Some(request_id.to_owned());
     event.method = Some(parts.method.as_str().to_owned());
     event.path = Some(parts.uri.path().chars().take(256).collect());
@@ -213,7 +247,9 @@ async fn refuse_audited(state: &SharedState, parts: &Parts, request_id: &str, er
 pub fn random_tail() -> [u8; 10] {
     let mut bytes = [0u8; 10];
     if getrandom::fill(&mut bytes).is_err() {
-        bytes = uuid::Uuid::new_v4().as_bytes()[..10].try_into().unwrap_or([0; 10]);
+        bytes = uuid::Uuid::new_v4().as_bytes()[..10]
+            .try_into()
+            .unwrap_or([0; 10]);
     }
     bytes
 }

@@ -26,18 +26,39 @@ pub struct RevocationQuery {
 }
 
 /// `GET /internal/v1/revocations?since_ms=N`: token ids revoked after N and not yet expired.
-pub async fn revocations(State(state): State<SharedState>, Query(query): Query<RevocationQuery>) -> ApiResult<Response> {
-    let revoked = state.store.revoked_tokens_since(query.since_ms, REVOCATION_PAGE).await?;
+pub async fn revocations(
+    State(state): State<SharedState>,
+    Query(query): Query<RevocationQuery>,
+) -> ApiResult<Response> {
+    let revoked = state
+        .store
+        .revoked_tokens_since(query.since_ms, REVOCATION_PAGE)
+        .await?;
     Ok(Json(json!({ "revoked": revoked, "now_ms": now_ms() })).into_response())
 }
 
 /// `GET /internal/v1/api-keys/{digest}`: the grant of a key, looked up by its SHA-256 digest.
-pub async fn api_key(State(state): State<SharedState>, Path(digest): Path<String>) -> ApiResult<Response> {
+pub async fn api_key(
+    State(state): State<SharedState>,
+    Path(digest): Path<String>,
+) -> ApiResult<Response> {
     if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::field(ErrorCode::ValidationFailed, "digest", "must be 64 hex characters"));
+        return Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            "digest",
+            "must be 64 hex characters",
+        ));
     }
-    let key = state.store.api_key_by_digest(&digest).await?.ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
-    let user = state.store.user_by_id(&key.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+    let key = state
+        .store
+        .api_key_by_digest(&digest)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+    let user = state
+        .store
+        .user_by_id(&key.user_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
     let permissions = state.roles.permissions_of(&user.roles);
     state.store.touch_api_key(&key.id).await?;
     Ok(Json(json!({
@@ -62,7 +83,15 @@ pub async fn ingest_audit(State(state): State<SharedState>, body: Bytes) -> ApiR
         ));
     }
     let outcome = state.store.append_audit(&batch.events).await?;
-    state.metrics.add("h200_audit_events_ingested_total", &[("source", "edge")], outcome.inserted as u64);
-    state.metrics.add("h200_audit_events_duplicate_total", &[], outcome.duplicates as u64);
+    state.metrics.add(
+        "h200_audit_events_ingested_total",
+        &[("source", "edge")],
+        outcome.inserted as u64,
+    );
+    state.metrics.add(
+        "h200_audit_events_duplicate_total",
+        &[],
+        outcome.duplicates as u64,
+    );
     Ok(Json(outcome).into_response())
 }

@@ -72,7 +72,10 @@ impl AppState {
 
     /// The issuer in force now.
     pub fn tokens(&self) -> Arc<TokenIssuer> {
-        self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -87,7 +90,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/auth/password", post(auth::change_password))
         .route("/auth/mfa/setup", post(auth::mfa_setup))
         .route("/auth/mfa/verify", post(auth::mfa_verify))
-        .route("/auth/api-keys", post(auth::create_api_key).get(auth::list_api_keys))
+        .route(
+            "/auth/api-keys",
+            post(auth::create_api_key).get(auth::list_api_keys),
+        )
         .route("/auth/api-keys/{id}", delete(auth::revoke_api_key))
         .route("/api/v1/admin/audit", get(admin::audit_log))
         .route("/api/v1/admin/users", get(admin::users))
@@ -98,7 +104,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/internal/v1/api-keys/{digest}", get(internal::api_key))
         .route("/internal/v1/audit", post(internal::ingest_audit))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), gate::verify_signature));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            gate::verify_signature,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/.well-known/jwks.json", get(jwks))
@@ -126,12 +135,21 @@ async fn health(State(state): State<SharedState>) -> Response {
 async fn jwks(State(state): State<SharedState>) -> Response {
     let mut response = state.tokens().jwks_json().to_owned().into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 
-async fn metrics(State(state): State<SharedState>, caller: gate::Caller) -> Result<Response, error::ApiError> {
+async fn metrics(
+    State(state): State<SharedState>,
+    caller: gate::Caller,
+) -> Result<Response, error::ApiError> {
     caller.require(shared::permissions::Permission::MetricsRead)?;
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
@@ -171,7 +189,9 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(shared::headers::REQUEST_ID_HEADER, value);
+        response
+            .headers_mut()
+            .insert(shared::headers::REQUEST_ID_HEADER, value);
     }
     response
 }
@@ -187,9 +207,10 @@ async fn observe(State(state): State<SharedState>, request: Request, next: Next)
     let response = next.run(request).await;
     let elapsed = started.elapsed().as_secs_f64();
     let status = response.status().as_u16().to_string();
-    state
-        .metrics
-        .inc("h200_http_requests_total", &[("route", &route), ("method", &method), ("status", &status)]);
+    state.metrics.inc(
+        "h200_http_requests_total",
+        &[("route", &route), ("method", &method), ("status", &status)],
+    );
     state.metrics.observe_duration(&route, elapsed);
     tracing::info!(route = %route, status = %status, elapsed_ms = elapsed * 1e3, "answered");
     response

@@ -29,7 +29,10 @@ pub struct TestBackend {
 pub fn args(db: &TestDatabase, data_dir: &std::path::Path) -> BackendArgs {
     BackendArgs {
         addr: "127.0.0.1:0".parse().unwrap(),
-        store: StoreArgs { data_dir: data_dir.to_owned(), database_url: Some(db.url.clone()) },
+        store: StoreArgs {
+            data_dir: data_dir.to_owned(),
+            database_url: Some(db.url.clone()),
+        },
         token_issuer: ISSUER.into(),
         token_audience: AUDIENCE.into(),
         edge_signing_keys: None,
@@ -48,15 +51,21 @@ impl TestBackend {
 
     /// Starts (or restarts) a backend over an existing database and data folder.
     pub async fn start_with(db: TestDatabase, data_dir: PathBuf) -> TestBackend {
-        let backend = Backend::prepare(&args(&db, &data_dir)).await.expect("backend starts");
+        let backend = Backend::prepare(&args(&db, &data_dir))
+            .await
+            .expect("backend starts");
         let base = format!("http://{}", backend.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(backend.serve(async move {
             let _ = rx.await;
         }));
-        let ring: EdgeKeyRing = read_json(&KeyPaths::new(&data_dir).edge()).unwrap().unwrap();
+        let ring: EdgeKeyRing = read_json(&KeyPaths::new(&data_dir).edge())
+            .unwrap()
+            .unwrap();
         let current = ring.current().unwrap();
-        let edge_key = MessageSigningKey::new(current.key_id.clone(), current.secret_bytes().unwrap()).unwrap();
+        let edge_key =
+            MessageSigningKey::new(current.key_id.clone(), current.secret_bytes().unwrap())
+                .unwrap();
         TestBackend {
             base,
             data_dir,
@@ -85,8 +94,22 @@ impl TestBackend {
     }
 
     /// Builds a request signed as the edge would sign it, for `principal`.
-    pub fn signed(&self, method: &str, path_and_query: &str, principal: Option<&Principal>, content_type: Option<&str>, body: Vec<u8>) -> reqwest::RequestBuilder {
-        self.signed_at(method, path_and_query, principal, content_type, body, now_secs(), &nonce())
+    pub fn signed(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        principal: Option<&Principal>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        self.signed_at(
+            method,
+            path_and_query,
+            principal,
+            content_type,
+            body,
+            Stamp::now(),
+        )
     }
 
     pub fn signed_at(
@@ -96,8 +119,7 @@ impl TestBackend {
         principal: Option<&Principal>,
         content_type: Option<&str>,
         body: Vec<u8>,
-        created: u64,
-        nonce: &str,
+        stamp: Stamp,
     ) -> reqwest::RequestBuilder {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -114,7 +136,7 @@ impl TestBackend {
             principal: principal_header.as_deref(),
             request_id: &request_id,
         };
-        let signed = sign_request(&signable, &self.edge_key, created, nonce).unwrap();
+        let signed = sign_request(&signable, &self.edge_key, stamp.created, &stamp.nonce).unwrap();
         let mut builder = self
             .client
             .request(method.parse().unwrap(), self.url(path_and_query))
@@ -132,32 +154,66 @@ impl TestBackend {
         builder
     }
 
-    pub async fn json(&self, method: &str, path: &str, principal: Option<&Principal>, body: serde_json::Value) -> reqwest::Response {
-        self.signed(method, path, principal, Some("application/json"), serde_json::to_vec(&body).unwrap())
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        principal: Option<&Principal>,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.signed(
+            method,
+            path,
+            principal,
+            Some("application/json"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub async fn get(&self, path: &str, principal: Option<&Principal>) -> reqwest::Response {
+        self.signed("GET", path, principal, None, Vec::new())
             .send()
             .await
             .unwrap()
     }
 
-    pub async fn get(&self, path: &str, principal: Option<&Principal>) -> reqwest::Response {
-        self.signed("GET", path, principal, None, Vec::new()).send().await.unwrap()
-    }
-
     /// Logs in and returns the token response.
-    pub async fn login(&self, username: &str, password: &str, totp: Option<&str>) -> reqwest::Response {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        totp: Option<&str>,
+    ) -> reqwest::Response {
         let mut body = serde_json::json!({ "username": username, "password": password });
         if let Some(code) = totp {
             body["totp_code"] = code.into();
         }
-        self.json("POST", "/auth/login", Some(&anonymous()), body).await
+        self.json("POST", "/auth/login", Some(&anonymous()), body)
+            .await
     }
 
     /// What the edge makes of an access token: its verified principal.
     pub async fn principal_of(&self, access_token: &str) -> Principal {
-        let jwks = self.client.get(self.url("/.well-known/jwks.json")).send().await.unwrap().text().await.unwrap();
+        let jwks = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let keys = KeySet::from_jwks_json(&jwks).unwrap();
         let verified = keys
-            .verify(access_token, &TokenPolicy::new(ISSUER, AUDIENCE), TokenKind::Access, now_secs())
+            .verify(
+                access_token,
+                &TokenPolicy::new(ISSUER, AUDIENCE),
+                TokenKind::Access,
+                now_secs(),
+            )
             .unwrap();
         let mut principal = Principal::anonymous();
         principal.subject = verified.subject;
@@ -172,10 +228,17 @@ impl TestBackend {
     /// Adds a user straight into the store, as `h200 user add` does.
     pub async fn add_user(&self, name: &str, password: &str, roles: &[&str]) -> String {
         let store = self.db.store().await;
-        let hash = gpu_backend::auth::password::PasswordHasher::new().hash(password).unwrap();
+        let hash = gpu_backend::auth::password::PasswordHasher::new()
+            .hash(password)
+            .unwrap();
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         let user = store
-            .create_user(gpu_backend::store::users::NewUser { username: name, password_hash: &hash, roles: &roles, email_sealed: None })
+            .create_user(gpu_backend::store::users::NewUser {
+                username: name,
+                password_hash: &hash,
+                roles: &roles,
+                email_sealed: None,
+            })
             .await
             .unwrap();
         user.id
@@ -209,8 +272,26 @@ pub fn anonymous() -> Principal {
     principal
 }
 
+/// When a signature was made and its nonce.
+pub struct Stamp {
+    pub created: u64,
+    pub nonce: String,
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        Stamp {
+            created: now_secs(),
+            nonce: nonce(),
+        }
+    }
+}
+
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 pub fn nonce() -> String {
@@ -219,9 +300,18 @@ pub fn nonce() -> String {
 
 /// The `code` of a problem+json response, after checking its media type.
 pub async fn problem_code(response: reqwest::Response) -> String {
-    let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: serde_json::Value = response.json().await.unwrap();
-    assert!(body["request_id"].is_string(), "problem carries the request id: {body}");
+    assert!(
+        body["request_id"].is_string(),
+        "problem carries the request id: {body}"
+    );
     body["code"].as_str().unwrap().to_owned()
 }

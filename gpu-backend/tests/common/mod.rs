@@ -67,7 +67,12 @@ impl TestDatabase {
 
     /// An empty stand-in, for moving a database out of a struct that implements Drop.
     pub fn placeholder() -> TestDatabase {
-        TestDatabase { url: String::new(), backend: Backend::Sqlite, cleanup: None, dir: None }
+        TestDatabase {
+            url: String::new(),
+            backend: Backend::Sqlite,
+            cleanup: None,
+            dir: None,
+        }
     }
 
     pub async fn store(&self) -> Store {
