@@ -6,6 +6,7 @@
 //! - [`http`]: the axum router. [`http::gate`] verifies every request's RFC 9421 signature before
 //!   any handler runs; handlers translate HTTP to calls on the services and back.
 //! - [`auth`]: users, passwords, tokens, MFA and API keys.
+//! - [`queue`]: the kernel trait and the workers that pull jobs from the store's queue.
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
 //! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
 //! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point).
@@ -16,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod queue;
 pub mod seal;
 pub mod server;
 pub mod store;

@@ -4,7 +4,9 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod jobs;
 pub mod tokens;
+pub mod workers;
 pub mod users;
 
 use std::path::Path;
@@ -56,6 +58,16 @@ pub struct Store {
     /// Serializes appends to the audit hash chain within this process (Postgres also takes an
     /// advisory lock, so several backends agree).
     audit_append: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Wakes waiters in this process when jobs are enqueued or finish (other processes poll, or
+    /// listen to Postgres `NOTIFY`).
+    signals: std::sync::Arc<JobSignals>,
+}
+
+/// In-process wake-ups of the job queue.
+#[derive(Debug, Default)]
+pub(crate) struct JobSignals {
+    pub(crate) enqueued: tokio::sync::Notify,
+    pub(crate) finished: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Store {
@@ -100,6 +112,7 @@ impl Store {
             pool,
             dialect,
             audit_append: Default::default(),
+            signals: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -163,11 +176,18 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("migrations/0001_auth_audit.sqlite.sql"),
-    postgres: include_str!("migrations/0001_auth_audit.postgres.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("migrations/0001_auth_audit.sqlite.sql"),
+        postgres: include_str!("migrations/0001_auth_audit.postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("migrations/0002_jobs.sqlite.sql"),
+        postgres: include_str!("migrations/0002_jobs.postgres.sql"),
+    },
+];
 
 /// Milliseconds since the Unix epoch, the one time unit of the store.
 pub fn now_ms() -> i64 {

@@ -1,0 +1,68 @@
+//! The kernel trait, in the style of text-embeddings-inference's `Backend`: health, the largest
+//! batch it takes, and running a batch. The queue knows nothing of models, and a kernel nothing
+//! of the queue.
+
+use serde_json::Value;
+
+/// A job handed to a kernel.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub kind: String,
+    pub owner: Option<String>,
+    pub partition_key: Option<String>,
+    pub payload: Value,
+    /// 1 on the first attempt.
+    pub attempt: i64,
+    /// The partition's state saved by the previous job of the partition, if any.
+    pub partition_state: Option<String>,
+}
+
+/// What a kernel made of one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutput {
+    pub result: Value,
+    /// The partition's new state, saved atomically with the result.
+    pub partition_state: Option<String>,
+}
+
+impl JobOutput {
+    pub fn result(result: Value) -> JobOutput {
+        JobOutput { result, partition_state: None }
+    }
+}
+
+/// Why a kernel could not finish a job.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KernelError {
+    /// The payload can never succeed; retrying will not help.
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    /// This attempt failed; another may succeed.
+    #[error("kernel failure: {0}")]
+    Failed(String),
+}
+
+pub type KernelResult = Result<JobOutput, KernelError>;
+
+/// A compute kernel for one kind of job.
+pub trait Kernel: Send + Sync + 'static {
+    /// The job kind this kernel runs, e.g. `ncs`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether the kernel (and its device) can take work.
+    fn health(&self) -> Result<(), KernelError> {
+        Ok(())
+    }
+
+    /// The most jobs one [`run_batch`](Kernel::run_batch) call takes.
+    fn max_batch_size(&self) -> usize;
+
+    /// Where it computes: `cpu` or `cuda:N`.
+    fn device(&self) -> String {
+        "cpu".to_owned()
+    }
+
+    /// Runs a batch on the device; outcome `i` belongs to job `i`. Called on a blocking thread.
+    fn run_batch(&self, jobs: &[ClaimedJob]) -> Vec<KernelResult>;
+}
