@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use super::{Dialect, Store, StoreError, StoreResult, now_ms};
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for a worker.
