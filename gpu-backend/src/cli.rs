@@ -56,6 +56,58 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Pull jobs from the queue and run them on this machine's kernels.
+    Worker(WorkerArgs),
+    /// Measure parts of the system.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `h200 worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Name shown in `GET /api/v1/servers` (default: worker-PID).
+    #[arg(long, env = "H200_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Job kinds to run, comma separated (default: every kernel this build has).
+    #[arg(long, env = "H200_WORKER_KINDS", value_delimiter = ',')]
+    pub kinds: Vec<String>,
+    /// Most jobs claimed at once.
+    #[arg(long, env = "H200_WORKER_BATCH", default_value_t = 64)]
+    pub batch: usize,
+    /// Seconds a claim holds before another worker may take the job.
+    #[arg(long, env = "H200_WORKER_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Milliseconds between heartbeats (and lease-expiry sweeps).
+    #[arg(long, env = "H200_WORKER_HEARTBEAT_MS", default_value_t = 2000)]
+    pub heartbeat_ms: u64,
+    /// Longest idle wait, in milliseconds, before looking for work without a wake-up.
+    #[arg(long, env = "H200_WORKER_POLL_MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Queue throughput (enqueue, claim, end to end) against a naive FOR UPDATE queue.
+    Queue {
+        /// Database to measure (use a scratch one): `postgres://…` or `sqlite:…`.
+        #[arg(long, env = "H200_BENCH_DATABASE_URL")]
+        database_url: String,
+        /// Jobs per phase.
+        #[arg(long, env = "H200_BENCH_JOBS", default_value_t = 20_000)]
+        jobs: usize,
+        /// Concurrent workers.
+        #[arg(long, env = "H200_BENCH_WORKERS", default_value_t = 4)]
+        workers: usize,
+        /// Jobs per claim and per enqueue statement.
+        #[arg(long, env = "H200_BENCH_BATCH", default_value_t = 256)]
+        batch: usize,
+        /// Jobs for the naive queue (Postgres only; 0 skips it).
+        #[arg(long, env = "H200_BENCH_NAIVE_JOBS", default_value_t = 2_000)]
+        naive_jobs: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +235,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             edge,
             seal,
         }) => rotate_keys(&data_dir, edge, seal),
+        Command::Worker(args) => run_worker(args).await,
+        Command::Bench(BenchCommand::Queue {
+            database_url,
+            jobs,
+            workers,
+            batch,
+            naive_jobs,
+        }) => {
+            let store = Store::open(&database_url)
+                .await
+                .context("opening the bench database")?;
+            let bench = crate::queue::bench::QueueBench {
+                jobs,
+                workers,
+                batch,
+                naive_jobs,
+            };
+            eprintln!(
+                "queue bench: {jobs} jobs, {workers} workers, batches of {batch}, on {:?}",
+                store.dialect()
+            );
+            for figure in crate::queue::bench::run(&store, bench).await? {
+                println!("{figure}");
+            }
+            Ok(())
+        }
         Command::Audit(AuditCommand::Verify { store }) => {
             let db = open_store(&store).await?;
             match db.verify_audit_chain().await {
@@ -194,6 +272,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    let available = crate::queue::available_kernels();
+    let kernels: Vec<_> = if args.kinds.is_empty() {
+        available
+    } else {
+        let mut chosen = Vec::new();
+        for kind in &args.kinds {
+            let kernel = available
+                .iter()
+                .find(|k| k.kind() == kind)
+                .with_context(|| format!("no kernel for job kind {kind}"))?;
+            chosen.push(kernel.clone());
+        }
+        chosen
+    };
+    let url = args.store.url();
+    let options = crate::queue::WorkerOptions {
+        name: args
+            .name
+            .unwrap_or_else(|| format!("worker-{}", std::process::id())),
+        batch_size: args.batch.max(1),
+        lease: std::time::Duration::from_secs(args.lease_secs.max(1)),
+        heartbeat: std::time::Duration::from_millis(args.heartbeat_ms.max(50)),
+        poll: std::time::Duration::from_millis(args.poll_ms.max(5)),
+        listen_url: url.starts_with("postgres").then_some(url),
+    };
+    let worker = crate::queue::Worker::register(store, kernels, options).await?;
+    println!("{}", worker.id());
+    let exit = worker.run(shutdown_signal()).await?;
+    eprintln!("worker stopped: {exit:?}");
+    Ok(())
 }
 
 async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {

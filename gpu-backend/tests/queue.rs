@@ -41,26 +41,70 @@ async fn enqueue_is_idempotent_and_claims_respect_partitions(kind: Backend) {
     let ids: BTreeSet<String> = claimed.iter().map(|j| j.id.clone()).collect();
     assert!(ids.contains(&a1.id) && ids.contains(&first.id));
     assert!(!ids.contains(&a2.id), "second job of the partition waits");
-    assert!(claimed.iter().all(|j| j.state == JobState::Running && j.attempts == 1));
-    assert!(store.claim("w2", &[ECHO_KIND], 10, 30_000).await.unwrap().is_empty());
+    assert!(
+        claimed
+            .iter()
+            .all(|j| j.state == JobState::Running && j.attempts == 1)
+    );
+    assert!(
+        store
+            .claim("w2", &[ECHO_KIND], 10, 30_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Other kinds are not claimed by a worker that does not run them.
     let (other, _) = store.enqueue(&NewJob::new("ncs", json!({}))).await.unwrap();
-    assert!(store.claim("w2", &[ECHO_KIND], 10, 30_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim("w2", &[ECHO_KIND], 10, 30_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    assert!(store.complete("w1", &a1.id, &json!({"ok": 1}), Some(("stream-a", "1"))).await.unwrap());
-    assert_eq!(store.stream_state("stream-a").await.unwrap(), Some(("1".into(), 1)));
+    assert!(
+        store
+            .complete("w1", &a1.id, &json!({"ok": 1}), Some(("stream-a", "1")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.stream_state("stream-a").await.unwrap(),
+        Some(("1".into(), 1))
+    );
     let next = store.claim("w2", &[ECHO_KIND], 10, 30_000).await.unwrap();
-    assert_eq!(next.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![a2.id.clone()]);
+    assert_eq!(
+        next.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        vec![a2.id.clone()]
+    );
     // A worker that does not hold the lease cannot complete it.
-    assert!(!store.complete("w1", &a2.id, &json!({}), None).await.unwrap());
-    assert_eq!(store.complete_batch("w2", &[(a2.id.clone(), json!({"done": true}))]).await.unwrap(), 1);
+    assert!(
+        !store
+            .complete("w1", &a2.id, &json!({}), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .complete_batch("w2", &[(a2.id.clone(), json!({"done": true}))])
+            .await
+            .unwrap(),
+        1
+    );
     let stored = store.job(&a2.id).await.unwrap().unwrap();
     assert_eq!(stored.state, JobState::Succeeded);
     assert_eq!(stored.result, Some(json!({"done": true})));
 
     assert!(store.cancel_job(&other.id).await.unwrap());
-    assert_eq!(store.job(&other.id).await.unwrap().unwrap().state, JobState::Cancelled);
-    assert!(!store.cancel_job(&a2.id).await.unwrap(), "a finished job cannot be cancelled");
+    assert_eq!(
+        store.job(&other.id).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    assert!(
+        !store.cancel_job(&a2.id).await.unwrap(),
+        "a finished job cannot be cancelled"
+    );
 }
 on_both_stores!(basics, enqueue_is_idempotent_and_claims_respect_partitions);
 
@@ -73,7 +117,12 @@ async fn priorities_leases_retries_and_dead_letters(kind: Backend) {
     let (high, _) = store.enqueue(&urgent).await.unwrap();
     let first = store.claim("w1", &[ECHO_KIND], 1, 30_000).await.unwrap();
     assert_eq!(first[0].id, high.id, "higher priority first");
-    assert!(store.complete("w1", &high.id, &json!(null), None).await.unwrap());
+    assert!(
+        store
+            .complete("w1", &high.id, &json!(null), None)
+            .await
+            .unwrap()
+    );
 
     // A lease that runs out puts the job back; the old holder's late result is refused.
     let taken = store.claim("w1", &[ECHO_KIND], 1, 1).await.unwrap();
@@ -83,7 +132,12 @@ async fn priorities_leases_retries_and_dead_letters(kind: Backend) {
     let requeued = store.job(&low.id).await.unwrap().unwrap();
     assert_eq!(requeued.state, JobState::Failed);
     assert_eq!(requeued.error.as_deref(), Some("lease expired"));
-    assert!(!store.complete("w1", &low.id, &json!({"late": true}), None).await.unwrap());
+    assert!(
+        !store
+            .complete("w1", &low.id, &json!({"late": true}), None)
+            .await
+            .unwrap()
+    );
 
     // Failures back off exponentially and end in the dead letters.
     let mut fragile = echo(json!({}));
@@ -94,22 +148,40 @@ async fn priorities_leases_retries_and_dead_letters(kind: Backend) {
     let state = store.fail("w1", &fragile.id, "boom").await.unwrap();
     assert_eq!(state, Some(JobState::Failed));
     let after = store.job(&fragile.id).await.unwrap().unwrap();
-    assert!(after.run_at_ms >= after.updated_at_ms + 900, "waits about a second before the retry");
     assert!(
-        store.claim("w1", &[ECHO_KIND], 10, 30_000).await.unwrap().iter().all(|j| j.id != fragile.id),
+        after.run_at_ms >= after.updated_at_ms + 900,
+        "waits about a second before the retry"
+    );
+    assert!(
+        store
+            .claim("w1", &[ECHO_KIND], 10, 30_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.id != fragile.id),
         "not before its backoff"
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let retry = store.claim("w1", &[ECHO_KIND], 10, 30_000).await.unwrap();
     assert!(retry.iter().any(|j| j.id == fragile.id && j.attempts == 2));
-    assert_eq!(store.fail("w1", &fragile.id, "boom again").await.unwrap(), Some(JobState::Dead));
+    assert_eq!(
+        store.fail("w1", &fragile.id, "boom again").await.unwrap(),
+        Some(JobState::Dead)
+    );
     let dead = store.job(&fragile.id).await.unwrap().unwrap();
     assert_eq!((dead.state, dead.attempts), (JobState::Dead, 2));
     assert!(dead.finished_at_ms.is_some());
 }
 on_both_stores!(leases, priorities_leases_retries_and_dead_letters);
 
-async fn run_workers(store: &Store, count: usize) -> Vec<(String, tokio::task::JoinHandle<anyhow::Result<WorkerExit>>, tokio::sync::oneshot::Sender<()>)> {
+async fn run_workers(
+    store: &Store,
+    count: usize,
+) -> Vec<(
+    String,
+    tokio::task::JoinHandle<anyhow::Result<WorkerExit>>,
+    tokio::sync::oneshot::Sender<()>,
+)> {
     let mut workers = Vec::new();
     for i in 0..count {
         let options = WorkerOptions {
@@ -120,7 +192,9 @@ async fn run_workers(store: &Store, count: usize) -> Vec<(String, tokio::task::J
             ..WorkerOptions::default()
         };
         let kernel: Arc<dyn Kernel> = Arc::new(EchoKernel);
-        let worker = Worker::register(store.clone(), vec![kernel], options).await.unwrap();
+        let worker = Worker::register(store.clone(), vec![kernel], options)
+            .await
+            .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let id = worker.id().to_owned();
         let handle = tokio::spawn(worker.run(async move {
@@ -135,11 +209,18 @@ async fn wait_all_final(store: &Store, total: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let counts: BTreeMap<_, _> = store.job_counts().await.unwrap().into_iter().collect();
-        let finished: i64 = counts.iter().filter(|(s, _)| s.is_final()).map(|(_, n)| n).sum();
+        let finished: i64 = counts
+            .iter()
+            .filter(|(s, _)| s.is_final())
+            .map(|(_, n)| n)
+            .sum();
         if finished == total {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "jobs still open: {counts:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs still open: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -172,7 +253,10 @@ async fn thousand_jobs_over_four_workers_exactly_once(kind: Backend) {
         assert!(seen.insert(i), "job {i} has one result");
         *by_worker.entry(job.locked_by.unwrap()).or_default() += 1;
         if let Some(key) = job.partition_key {
-            order.entry(key).or_default().push((result["partition_position"].as_u64().unwrap(), i));
+            order
+                .entry(key)
+                .or_default()
+                .push((result["partition_position"].as_u64().unwrap(), i));
         }
     }
     assert_eq!(seen.len(), 1000);
@@ -196,7 +280,10 @@ on_both_stores!(exactly_once, thousand_jobs_over_four_workers_exactly_once);
 async fn retries_then_success_and_operator_requests(kind: Backend) {
     let db = TestDatabase::new(kind).await;
     let store = db.store().await;
-    let (flaky, _) = store.enqueue(&echo(json!({"fail_attempts": 1}))).await.unwrap();
+    let (flaky, _) = store
+        .enqueue(&echo(json!({"fail_attempts": 1})))
+        .await
+        .unwrap();
     let workers = run_workers(&store, 1).await;
     let (worker_id, handle, _tx) = workers.into_iter().next().unwrap();
     wait_all_final(&store, 1).await;
@@ -204,24 +291,58 @@ async fn retries_then_success_and_operator_requests(kind: Backend) {
     assert_eq!((flaky.state, flaky.attempts), (JobState::Succeeded, 2));
 
     // Pause: queued work waits. Resume: it runs. Drain: the worker exits.
-    assert!(store.request_worker_state(&worker_id, "pause").await.unwrap());
+    assert!(
+        store
+            .request_worker_state(&worker_id, "pause")
+            .await
+            .unwrap()
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.worker(&worker_id).await.unwrap().unwrap().state != "paused" {
-        assert!(tokio::time::Instant::now() < deadline, "worker never paused");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "worker never paused"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (waiting, _) = store.enqueue(&echo(json!({"after": "pause"}))).await.unwrap();
+    let (waiting, _) = store
+        .enqueue(&echo(json!({"after": "pause"})))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(store.job(&waiting.id).await.unwrap().unwrap().state, JobState::Queued);
-    assert!(store.request_worker_state(&worker_id, "resume").await.unwrap());
+    assert_eq!(
+        store.job(&waiting.id).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    assert!(
+        store
+            .request_worker_state(&worker_id, "resume")
+            .await
+            .unwrap()
+    );
     wait_all_final(&store, 2).await;
-    assert!(store.request_worker_state(&worker_id, "drain").await.unwrap());
-    let exit = tokio::time::timeout(Duration::from_secs(10), handle).await.unwrap().unwrap().unwrap();
+    assert!(
+        store
+            .request_worker_state(&worker_id, "drain")
+            .await
+            .unwrap()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(exit, WorkerExit::Drained);
     let record = store.worker(&worker_id).await.unwrap().unwrap();
     assert_eq!(record.state, "stopped");
     assert_eq!(record.jobs_done, 2);
     assert_eq!(record.jobs_failed, 1);
-    assert!(!store.request_worker_state(&worker_id, "resume").await.unwrap(), "a stopped worker takes no requests");
+    assert!(
+        !store
+            .request_worker_state(&worker_id, "resume")
+            .await
+            .unwrap(),
+        "a stopped worker takes no requests"
+    );
 }
 on_both_stores!(operator, retries_then_success_and_operator_requests);

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod gate;
 pub mod internal;
+pub mod servers;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -99,6 +100,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/admin/users", get(admin::users))
         .route("/api/v1/me/export", get(admin::export_me))
         .route("/api/v1/me", delete(admin::erase_me))
+        .route("/api/v1/servers", get(servers::list))
+        .route("/api/v1/servers/{id}/{action}", post(servers::control))
         .route("/metrics", get(metrics))
         .route("/internal/v1/revocations", get(internal::revocations))
         .route("/internal/v1/api-keys/{digest}", get(internal::api_key))

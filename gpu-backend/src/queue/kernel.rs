@@ -28,7 +28,10 @@ pub struct JobOutput {
 
 impl JobOutput {
     pub fn result(result: Value) -> JobOutput {
-        JobOutput { result, partition_state: None }
+        JobOutput {
+            result,
+            partition_state: None,
+        }
     }
 }
 

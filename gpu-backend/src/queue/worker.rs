@@ -85,14 +85,24 @@ pub struct Worker {
 
 impl Worker {
     /// Registers a worker for `kernels` and returns it ready to run.
-    pub async fn register(store: Store, kernels: Vec<Arc<dyn Kernel>>, options: WorkerOptions) -> anyhow::Result<Worker> {
+    pub async fn register(
+        store: Store,
+        kernels: Vec<Arc<dyn Kernel>>,
+        options: WorkerOptions,
+    ) -> anyhow::Result<Worker> {
         let kernels: BTreeMap<_, _> = kernels.into_iter().map(|k| (k.kind(), k)).collect();
         anyhow::ensure!(!kernels.is_empty(), "a worker needs at least one kernel");
         for kernel in kernels.values() {
-            kernel.health().map_err(|e| anyhow::anyhow!("kernel {} is unhealthy: {e}", kernel.kind()))?;
+            kernel
+                .health()
+                .map_err(|e| anyhow::anyhow!("kernel {} is unhealthy: {e}", kernel.kind()))?;
         }
         let id = uuid::Uuid::now_v7().to_string();
-        let device = kernels.values().next().map(|k| k.device()).unwrap_or_else(|| "cpu".into());
+        let device = kernels
+            .values()
+            .next()
+            .map(|k| k.device())
+            .unwrap_or_else(|| "cpu".into());
         let record = WorkerRecord {
             id: id.clone(),
             name: options.name.clone(),
@@ -108,9 +118,19 @@ impl Worker {
             started_at_ms: 0,
             heartbeat_at_ms: 0,
         };
-        store.register_worker(&record).await.context("registering the worker")?;
+        store
+            .register_worker(&record)
+            .await
+            .context("registering the worker")?;
         tracing::info!(worker = %id, name = %options.name, kinds = ?record.kinds, "worker registered");
-        Ok(Worker { id, store, kernels, options, done: AtomicI64::new(0), failed: AtomicI64::new(0) })
+        Ok(Worker {
+            id,
+            store,
+            kernels,
+            options,
+            done: AtomicI64::new(0),
+            failed: AtomicI64::new(0),
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -127,7 +147,10 @@ impl Worker {
 
     /// Works until `shutdown` resolves or a drain request is carried out. Database outages are
     /// ridden out: the worker logs, backs off and carries on when the database is back.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<WorkerExit> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<WorkerExit> {
         tokio::pin!(shutdown);
         let kinds: Vec<&str> = self.kernels.keys().copied().collect();
         let batch = self
@@ -153,7 +176,16 @@ impl Worker {
                 break WorkerExit::Drained;
             }
             let claimed = if state == RunState::Active {
-                match self.store.claim(&self.id, &kinds, batch, self.options.lease.as_millis() as i64).await {
+                match self
+                    .store
+                    .claim(
+                        &self.id,
+                        &kinds,
+                        batch,
+                        self.options.lease.as_millis() as i64,
+                    )
+                    .await
+                {
                     Ok(jobs) => jobs,
                     Err(e) => {
                         tracing::warn!(worker = %self.id, error = %e, "claim failed; retrying");
@@ -164,7 +196,10 @@ impl Worker {
                 Vec::new()
             };
             if claimed.is_empty() {
-                let wait = self.options.poll.min(next_heartbeat.saturating_duration_since(Instant::now()));
+                let wait = self
+                    .options
+                    .poll
+                    .min(next_heartbeat.saturating_duration_since(Instant::now()));
                 tokio::select! {
                     biased;
                     _ = &mut shutdown => break WorkerExit::Shutdown,
@@ -182,7 +217,10 @@ impl Worker {
                 break WorkerExit::Shutdown;
             }
         };
-        let _ = self.store.worker_heartbeat(&self.id, "stopped", self.counters(0)).await;
+        let _ = self
+            .store
+            .worker_heartbeat(&self.id, "stopped", self.counters(0))
+            .await;
         tracing::info!(worker = %self.id, ?exit, "worker stopped");
         Ok(exit)
     }
@@ -199,7 +237,11 @@ impl Worker {
 
     /// Reports, applies an operator's request, and requeues jobs whose leases expired.
     async fn heartbeat(&self, state: RunState) -> RunState {
-        let requested = match self.store.worker_heartbeat(&self.id, state.as_str(), self.counters(0)).await {
+        let requested = match self
+            .store
+            .worker_heartbeat(&self.id, state.as_str(), self.counters(0))
+            .await
+        {
             Ok(requested) => requested,
             Err(e) => {
                 tracing::warn!(worker = %self.id, error = %e, "heartbeat failed");
@@ -218,10 +260,16 @@ impl Worker {
             "drain" => RunState::Draining,
             _ => state,
         };
-        let _ = self.store.acknowledge_worker_request(&self.id, &requested).await;
+        let _ = self
+            .store
+            .acknowledge_worker_request(&self.id, &requested)
+            .await;
         if next != state {
             tracing::info!(worker = %self.id, from = state.as_str(), to = next.as_str(), "operator request applied");
-            let _ = self.store.worker_heartbeat(&self.id, next.as_str(), self.counters(0)).await;
+            let _ = self
+                .store
+                .worker_heartbeat(&self.id, next.as_str(), self.counters(0))
+                .await;
         }
         next
     }
@@ -239,7 +287,13 @@ impl Worker {
             let mut batch = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let partition_state = match &job.partition_key {
-                    Some(key) => self.store.stream_state(key).await.ok().flatten().map(|(s, _)| s),
+                    Some(key) => self
+                        .store
+                        .stream_state(key)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|(s, _)| s),
                     None => None,
                 };
                 batch.push(ClaimedJob {
@@ -260,7 +314,12 @@ impl Worker {
             keeper.abort();
             let outcomes: Vec<KernelResult> = match outcomes {
                 Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
-                Ok(_) => vec![Err(KernelError::Failed("kernel returned a wrong number of outcomes".into())); batch.len()],
+                Ok(_) => vec![
+                    Err(KernelError::Failed(
+                        "kernel returned a wrong number of outcomes".into()
+                    ));
+                    batch.len()
+                ],
                 Err(_) => vec![Err(KernelError::Failed("kernel panicked".into())); batch.len()],
             };
             self.record(&batch, outcomes).await;
@@ -277,7 +336,10 @@ impl Worker {
             interval.tick().await;
             loop {
                 interval.tick().await;
-                if let Err(e) = store.extend_leases(&worker, &ids, lease.as_millis() as i64).await {
+                if let Err(e) = store
+                    .extend_leases(&worker, &ids, lease.as_millis() as i64)
+                    .await
+                {
                     tracing::warn!(worker = %worker, error = %e, "extending leases failed");
                 }
             }
@@ -290,12 +352,20 @@ impl Worker {
             match outcome {
                 Ok(output) => match (&job.partition_key, output.partition_state) {
                     (Some(key), Some(state)) => {
-                        match self.store.complete(&self.id, &job.id, &output.result, Some((key, &state))).await {
+                        match self
+                            .store
+                            .complete(&self.id, &job.id, &output.result, Some((key, &state)))
+                            .await
+                        {
                             Ok(true) => {
                                 self.done.fetch_add(1, Ordering::Relaxed);
                             }
-                            Ok(false) => tracing::warn!(job = %job.id, "lease lost before completion; result discarded"),
-                            Err(e) => tracing::warn!(job = %job.id, error = %e, "recording a result failed; the lease will expire and the job rerun"),
+                            Ok(false) => {
+                                tracing::warn!(job = %job.id, "lease lost before completion; result discarded")
+                            }
+                            Err(e) => {
+                                tracing::warn!(job = %job.id, error = %e, "recording a result failed; the lease will expire and the job rerun")
+                            }
                         }
                     }
                     _ => plain.push((job.id.clone(), output.result)),
@@ -303,16 +373,24 @@ impl Worker {
                 Err(error) => {
                     let message = error.to_string();
                     let recorded = match error {
-                        KernelError::Invalid(_) => self.store.dead_letter(&self.id, &job.id, &message).await,
-                        KernelError::Failed(_) => self.store.fail(&self.id, &job.id, &message).await,
+                        KernelError::Invalid(_) => {
+                            self.store.dead_letter(&self.id, &job.id, &message).await
+                        }
+                        KernelError::Failed(_) => {
+                            self.store.fail(&self.id, &job.id, &message).await
+                        }
                     };
                     match recorded {
                         Ok(Some(state)) => {
                             self.failed.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(job = %job.id, state = state.as_str(), error = %message, "job attempt failed");
                         }
-                        Ok(None) => tracing::warn!(job = %job.id, "lease lost before recording a failure"),
-                        Err(e) => tracing::warn!(job = %job.id, error = %e, "recording a failure failed"),
+                        Ok(None) => {
+                            tracing::warn!(job = %job.id, "lease lost before recording a failure")
+                        }
+                        Err(e) => {
+                            tracing::warn!(job = %job.id, error = %e, "recording a failure failed")
+                        }
                     }
                 }
             }
@@ -322,10 +400,15 @@ impl Worker {
                 Ok(n) => {
                     self.done.fetch_add(n as i64, Ordering::Relaxed);
                     if (n as usize) < plain.len() {
-                        tracing::warn!(lost = plain.len() - n as usize, "leases lost before completion; results discarded");
+                        tracing::warn!(
+                            lost = plain.len() - n as usize,
+                            "leases lost before completion; results discarded"
+                        );
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "recording results failed; the leases will expire and the jobs rerun"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording results failed; the leases will expire and the jobs rerun")
+                }
             }
         }
     }
@@ -340,7 +423,9 @@ async fn recv_notification(listener: &mut Option<sqlx::postgres::PgListener>) ->
 }
 
 /// Whether `future` has already resolved, without waiting for it.
-async fn futures_ready(future: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
+async fn futures_ready(
+    future: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> bool {
     tokio::select! {
         biased;
         _ = future.as_mut() => true,
@@ -352,7 +437,11 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }

@@ -52,7 +52,10 @@ impl JobState {
 
     /// Whether the job will never change again.
     pub const fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Dead | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Dead | JobState::Cancelled
+        )
     }
 }
 
@@ -213,10 +216,12 @@ impl Store {
             self.job(&id).await?
         } else {
             let key = job.idempotency_key.as_deref().unwrap_or_default();
-            let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = $1"))
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+            let row = sqlx::query(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = $1"
+            ))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
             row.as_ref().map(job_from_row).transpose()?
         };
         Ok((record.ok_or(StoreError::NotFound)?, created))
@@ -263,7 +268,11 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        for kind in jobs.iter().map(|j| j.kind.as_str()).collect::<std::collections::BTreeSet<_>>() {
+        for kind in jobs
+            .iter()
+            .map(|j| j.kind.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             self.notify_enqueued(kind).await;
         }
         Ok(done.rows_affected())
@@ -289,7 +298,13 @@ impl Store {
     }
 
     /// Jobs of one kind, newest first; only `owner`'s when given.
-    pub async fn list_jobs(&self, kind: &str, owner: Option<&str>, limit: i64, offset: i64) -> StoreResult<Vec<JobRecord>> {
+    pub async fn list_jobs(
+        &self,
+        kind: &str,
+        owner: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<JobRecord>> {
         let rows = match owner {
             Some(owner) => {
                 sqlx::query(&format!(
@@ -316,7 +331,13 @@ impl Store {
 
     /// Claims up to `limit` ready jobs of `kinds` for `worker` for `lease_ms`: each is the head of
     /// its partition, highest priority first, then oldest. Two workers never get the same job.
-    pub async fn claim(&self, worker: &str, kinds: &[&str], limit: i64, lease_ms: i64) -> StoreResult<Vec<JobRecord>> {
+    pub async fn claim(
+        &self,
+        worker: &str,
+        kinds: &[&str],
+        limit: i64,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<JobRecord>> {
         let now = now_ms();
         let lock = match self.dialect {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -336,13 +357,21 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         jobs.sort_by_key(|j| (-j.priority, j.seq));
         Ok(jobs)
     }
 
     /// Extends the leases `worker` holds on `ids`; returns how many it still held.
-    pub async fn extend_leases(&self, worker: &str, ids: &[String], lease_ms: i64) -> StoreResult<u64> {
+    pub async fn extend_leases(
+        &self,
+        worker: &str,
+        ids: &[String],
+        lease_ms: i64,
+    ) -> StoreResult<u64> {
         let sql = format!(
             "UPDATE jobs SET locked_until_ms = $1 WHERE locked_by = $2 AND state = 'running' AND id IN {}",
             json_list(self.dialect, 3)
@@ -398,7 +427,11 @@ impl Store {
     }
 
     /// Records success for many jobs of `worker` in one statement; returns how many it still held.
-    pub async fn complete_batch(&self, worker: &str, results: &[(String, serde_json::Value)]) -> StoreResult<u64> {
+    pub async fn complete_batch(
+        &self,
+        worker: &str,
+        results: &[(String, serde_json::Value)],
+    ) -> StoreResult<u64> {
         if results.is_empty() {
             return Ok(0);
         }
@@ -434,16 +467,31 @@ impl Store {
     }
 
     /// Dead-letters a job at once: its payload can never succeed.
-    pub async fn dead_letter(&self, worker: &str, id: &str, error: &str) -> StoreResult<Option<JobState>> {
+    pub async fn dead_letter(
+        &self,
+        worker: &str,
+        id: &str,
+        error: &str,
+    ) -> StoreResult<Option<JobState>> {
         self.record_failure(worker, id, error, true).await
     }
 
-    async fn record_failure(&self, worker: &str, id: &str, error: &str, permanent: bool) -> StoreResult<Option<JobState>> {
+    async fn record_failure(
+        &self,
+        worker: &str,
+        id: &str,
+        error: &str,
+        permanent: bool,
+    ) -> StoreResult<Option<JobState>> {
         let Some(job) = self.job(id).await? else {
             return Ok(None);
         };
         let now = now_ms();
-        let next = if permanent || job.attempts >= job.max_attempts { JobState::Dead } else { JobState::Failed };
+        let next = if permanent || job.attempts >= job.max_attempts {
+            JobState::Dead
+        } else {
+            JobState::Failed
+        };
         let finished = (next == JobState::Dead).then_some(now);
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, error = $2, locked_by = NULL, locked_until_ms = NULL, run_at_ms = $3, finished_at_ms = $4, updated_at_ms = $5 \
@@ -480,7 +528,11 @@ impl Store {
             let id: String = row.try_get("id")?;
             let attempts: i64 = row.try_get("attempts")?;
             let max_attempts: i64 = row.try_get("max_attempts")?;
-            let next = if attempts >= max_attempts { JobState::Dead } else { JobState::Failed };
+            let next = if attempts >= max_attempts {
+                JobState::Dead
+            } else {
+                JobState::Failed
+            };
             let done = sqlx::query(
                 "UPDATE jobs SET state = $1, error = 'lease expired', locked_by = NULL, locked_until_ms = NULL, run_at_ms = $2, finished_at_ms = $3, updated_at_ms = $4 \
                  WHERE id = $5 AND state = 'running' AND locked_until_ms < $4",
@@ -527,14 +579,16 @@ impl Store {
 
     /// Counts jobs by state, for metrics and tests.
     pub async fn job_counts(&self) -> StoreResult<Vec<(JobState, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state ORDER BY state")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
                 let state: String = row.try_get("state")?;
                 Ok((
-                    JobState::parse(&state).ok_or_else(|| StoreError::Corrupt("job state".into()))?,
+                    JobState::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt("job state".into()))?,
                     row.try_get("n")?,
                 ))
             })

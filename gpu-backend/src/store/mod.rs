@@ -6,8 +6,8 @@ pub mod api_keys;
 pub mod audit;
 pub mod jobs;
 pub mod tokens;
-pub mod workers;
 pub mod users;
+pub mod workers;
 
 use std::path::Path;
 use std::str::FromStr;

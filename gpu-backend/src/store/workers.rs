@@ -35,7 +35,11 @@ fn worker_from_row(row: &AnyRow) -> StoreResult<WorkerRecord> {
         name: row.try_get("name")?,
         host: row.try_get("host")?,
         pid: row.try_get("pid")?,
-        kinds: kinds.split(',').filter(|k| !k.is_empty()).map(str::to_owned).collect(),
+        kinds: kinds
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect(),
         device: row.try_get("device")?,
         state: row.try_get("state")?,
         requested_state: row.try_get("requested_state")?,
@@ -76,7 +80,12 @@ impl Store {
     }
 
     /// Records a heartbeat and returns the state an operator requested, if any.
-    pub async fn worker_heartbeat(&self, id: &str, state: &str, counters: WorkerCounters) -> StoreResult<Option<String>> {
+    pub async fn worker_heartbeat(
+        &self,
+        id: &str,
+        state: &str,
+        counters: WorkerCounters,
+    ) -> StoreResult<Option<String>> {
         sqlx::query(
             "UPDATE workers SET state = $1, jobs_in_hand = $2, jobs_done = $3, jobs_failed = $4, heartbeat_at_ms = $5 WHERE id = $6",
         )
@@ -88,38 +97,45 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
-        let requested: Option<Option<String>> = sqlx::query_scalar("SELECT requested_state FROM workers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let requested: Option<Option<String>> =
+            sqlx::query_scalar("SELECT requested_state FROM workers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(requested.flatten())
     }
 
     /// Clears a request the worker has acted on (only if it is still the same request).
     pub async fn acknowledge_worker_request(&self, id: &str, requested: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE workers SET requested_state = NULL WHERE id = $1 AND requested_state = $2")
-            .bind(id)
-            .bind(requested)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE workers SET requested_state = NULL WHERE id = $1 AND requested_state = $2",
+        )
+        .bind(id)
+        .bind(requested)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Asks a worker to pause, resume or drain; false when there is no such worker or it stopped.
     pub async fn request_worker_state(&self, id: &str, requested: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE workers SET requested_state = $1 WHERE id = $2 AND state <> 'stopped'")
-            .bind(requested)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE workers SET requested_state = $1 WHERE id = $2 AND state <> 'stopped'",
+        )
+        .bind(requested)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub async fn worker(&self, id: &str) -> StoreResult<Option<WorkerRecord>> {
-        let row = sqlx::query(&format!("SELECT {WORKER_COLUMNS} FROM workers WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {WORKER_COLUMNS} FROM workers WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(worker_from_row).transpose()
     }
 
