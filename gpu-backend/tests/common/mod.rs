@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod workers;
 
 use gpu_backend::store::Store;
 
