@@ -54,6 +54,9 @@ pub struct BackendArgs {
     /// A role table TOML to use instead of the embedded one.
     #[arg(long, env = "H200_ROLES")]
     pub roles: Option<PathBuf>,
+    /// Workers to run inside the backend process (0: jobs wait for `h200 worker` processes).
+    #[arg(long, env = "H200_BACKEND_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
 impl std::fmt::Debug for BackendArgs {

@@ -25,6 +25,9 @@ pub struct Backend {
     pub state: SharedState,
     pub listener: tokio::net::TcpListener,
     data_dir: PathBuf,
+    /// Workers to start inside this process.
+    workers: usize,
+    database_url: String,
 }
 
 /// The edge verifier for up to two keys, newest first.
@@ -86,6 +89,8 @@ impl Backend {
             state,
             listener,
             data_dir: args.store.data_dir.clone(),
+            workers: args.workers,
+            database_url: args.store.url(),
         })
     }
 
@@ -101,6 +106,7 @@ impl Backend {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let reload = tokio::spawn(reload_token_keys(self.state.clone(), self.data_dir.clone()));
+        let (stop_workers, workers) = crate::queue::spawn_local_workers(&self.state.store, self.workers, &self.database_url).await?;
         let addr = self.local_addr();
         tracing::info!(%addr, "backend listening");
         let app = http::router(self.state.clone());
@@ -112,6 +118,10 @@ impl Backend {
         .await
         .context("serving HTTP");
         reload.abort();
+        let _ = stop_workers.send(true);
+        for worker in workers {
+            let _ = worker.await;
+        }
         self.state.store.close().await;
         tracing::info!("backend stopped");
         result

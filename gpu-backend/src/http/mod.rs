@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod gate;
 pub mod internal;
+pub mod jobs;
 pub mod servers;
 
 use std::sync::{Arc, Mutex, RwLock};

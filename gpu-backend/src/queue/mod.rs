@@ -14,3 +14,27 @@ pub use worker::{Worker, WorkerExit, WorkerOptions};
 pub fn available_kernels() -> Vec<std::sync::Arc<dyn Kernel>> {
     vec![std::sync::Arc::new(noop::EchoKernel)]
 }
+
+/// Starts `count` workers inside this process with every available kernel. Sending `true` on
+/// the returned channel stops them; the handles finish once they have.
+pub async fn spawn_local_workers(
+    store: &crate::store::Store,
+    count: usize,
+    database_url: &str,
+) -> anyhow::Result<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<anyhow::Result<WorkerExit>>>)> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let options = WorkerOptions {
+            name: format!("local-{i}"),
+            listen_url: database_url.starts_with("postgres").then(|| database_url.to_owned()),
+            ..WorkerOptions::default()
+        };
+        let worker = Worker::register(store.clone(), available_kernels(), options).await?;
+        let mut stopped = stopped.clone();
+        handles.push(tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })));
+    }
+    Ok((stop, handles))
+}
