@@ -8,11 +8,14 @@
 //! - [`auth`]: users, passwords, tokens, MFA and API keys.
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
 //! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
-//! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point).
+//! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point); [`edge`] and
+//!   [`dev`] start the native edge gateway and the whole system on one machine.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dev;
+pub mod edge;
 pub mod http;
 pub mod keys;
 pub mod metrics;
