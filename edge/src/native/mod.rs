@@ -262,6 +262,8 @@ async fn handle(
 }
 
 fn into_axum(response: EdgeResponse) -> Response {
+    // A body refused part-way is left unread: the connection cannot carry another request.
+    let close = response.status == StatusCode::PAYLOAD_TOO_LARGE.as_u16();
     let mut out = Response::new(Body::from(response.body));
     *out.status_mut() =
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -273,6 +275,12 @@ fn into_axum(response: EdgeResponse) -> Response {
         ) {
             headers.append(name, value);
         }
+    }
+    if close {
+        headers.insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
     }
     out
 }
