@@ -1,1 +1,678 @@
-//! End-to-end scenarios over real HTTP. The scenario list is shared by every edge runtime.
+//! End-to-end scenarios over real HTTP. The scenario list is shared by every edge runtime: a
+//! runtime's test starts its edge and a backend, prepares a [`Fixture`] (users of every role, an
+//! API key, the edge key) and calls [`run_all`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::Value;
+use shared::permissions::{Permission, RoleSet};
+use shared::signing::{MessageSigningKey, SignableRequest, content_digest, sign_request};
+
+/// A user the fixture created, with the password it logs in with.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub role: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// What a runtime's test prepares before running the scenarios.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// Base URL of the edge, e.g. `http://127.0.0.1:8080`.
+    pub edge_url: String,
+    /// Base URL of the backend, for the checks that bypass the edge.
+    pub backend_url: String,
+    /// The header the edge trusts for the client's address; every scenario uses its own.
+    pub client_ip_header: String,
+    /// One user per role of the default role set.
+    pub users: Vec<TestUser>,
+    /// An API key of a user with the role `user` (clusters:read, clusters:write).
+    pub api_key: String,
+    /// The edge's signing key, to sign requests straight to the backend.
+    pub edge_key: MessageSigningKey,
+    /// An origin the edge allows cross-origin.
+    pub allowed_origin: String,
+    /// How long the edge blocks an address after 5 failed logins.
+    pub block_duration: Duration,
+}
+
+/// The steps of a scenario, running against one caller.
+pub type Steps<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
+
+/// One scenario: a name and its steps against the fixture.
+pub struct Scenario {
+    pub name: &'static str,
+    pub run: for<'a> fn(&'a Caller) -> Steps<'a>,
+}
+
+/// An HTTP client for one scenario, calling from its own client address.
+pub struct Caller {
+    pub fixture: Fixture,
+    client: reqwest::Client,
+    /// This scenario's client address.
+    ip: String,
+    /// The scenario's index, so the addresses of its logins are its own.
+    index: usize,
+    /// Logins made so far; each gets a fresh address, so the login rate class never trips.
+    logins: std::sync::atomic::AtomicUsize,
+}
+
+/// Each scenario's outcome, in list order.
+pub async fn run_all(fixture: &Fixture) -> Vec<(&'static str, Result<(), String>)> {
+    let mut outcomes = Vec::new();
+    for (index, scenario) in scenarios().into_iter().enumerate() {
+        let caller = Caller {
+            fixture: fixture.clone(),
+            client: reqwest::Client::new(),
+            ip: format!("198.51.100.{}", index + 1),
+            index,
+            logins: std::sync::atomic::AtomicUsize::new(0),
+        };
+        outcomes.push((scenario.name, (scenario.run)(&caller).await));
+    }
+    outcomes
+}
+
+macro_rules! scenario {
+    ($name:literal, $function:ident) => {
+        Scenario {
+            name: $name,
+            run: |caller| Box::pin($function(caller)),
+        }
+    };
+}
+
+/// The whole list.
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        scenario!("login and use the token", login_and_use_token),
+        scenario!("api key", api_key),
+        scenario!("permission boundaries of every role", permission_boundaries),
+        scenario!("refresh and logout", refresh_and_logout),
+        scenario!("401 413 415 422 with their headers", refusal_statuses),
+        scenario!("429 with retry-after", rate_limited),
+        scenario!("cors allowed and refused", cors),
+        scenario!("suspicious query refused", suspicious),
+        scenario!(
+            "backend refuses unsigned and replayed",
+            backend_refuses_unsigned_and_replayed
+        ),
+        scenario!("audit events reach the backend", audit_reaches_backend),
+        scenario!("ip block and its expiry", ip_block_and_expiry),
+    ]
+}
+
+/// A content type and a body sent with a probe.
+type ProbeBody = Option<(&'static str, &'static str)>;
+
+/// A probe per permission: a route that needs exactly it, and a body that does not matter.
+const PROBES: &[(Permission, &str, &str, ProbeBody)] = &[
+    (Permission::AnalysisRead, "GET", "/api/v1/analysis", None),
+    (
+        Permission::AnalysisWrite,
+        "POST",
+        "/api/v1/analysis",
+        Some(("multipart/form-data; boundary=x", "")),
+    ),
+    (
+        Permission::AnalysisDelete,
+        "DELETE",
+        "/api/v1/analysis/a1",
+        None,
+    ),
+    (Permission::RulesRead, "GET", "/api/v1/rules", None),
+    (
+        Permission::RulesWrite,
+        "POST",
+        "/api/v1/rules",
+        Some(("application/json", "{}")),
+    ),
+    (Permission::RulesDelete, "DELETE", "/api/v1/rules/r1", None),
+    (
+        Permission::RulesExecute,
+        "POST",
+        "/api/v1/rules/evaluate",
+        Some(("application/json", "{}")),
+    ),
+    (Permission::ServersRead, "GET", "/api/v1/servers", None),
+    (
+        Permission::ServersControl,
+        "POST",
+        "/api/v1/servers/s1/pause",
+        None,
+    ),
+    (
+        Permission::ClustersRead,
+        "GET",
+        "/api/v1/clusters_summary",
+        None,
+    ),
+    (
+        Permission::ClustersWrite,
+        "POST",
+        "/api/v1/process_points",
+        Some(("application/json", "{}")),
+    ),
+    (Permission::MetricsRead, "GET", "/metrics", None),
+    (Permission::AdminAudit, "GET", "/api/v1/admin/audit", None),
+    (Permission::AdminUsers, "GET", "/api/v1/admin/users", None),
+];
+
+/// Headers every edge response carries.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+];
+
+type Outcome = Result<(), String>;
+
+fn check(condition: bool, message: impl FnOnce() -> String) -> Outcome {
+    if condition { Ok(()) } else { Err(message()) }
+}
+
+/// A response read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    /// Status and problem code as expected, with the security headers, a request id and
+    /// `application/problem+json`.
+    fn refused(&self, status: u16, code: &str) -> Outcome {
+        check(
+            self.status.as_u16() == status && self.code() == code,
+            || {
+                format!(
+                    "expected {status} {code}, got {} {}",
+                    self.status, self.body
+                )
+            },
+        )?;
+        check(
+            self.header("content-type") == Some("application/problem+json"),
+            || {
+                format!(
+                    "problem content type missing: {:?}",
+                    self.header("content-type")
+                )
+            },
+        )?;
+        self.hardened()
+    }
+
+    fn hardened(&self) -> Outcome {
+        for (name, value) in SECURITY_HEADERS {
+            check(self.header(name) == Some(value), || {
+                format!("{name} is {:?}", self.header(name))
+            })?;
+        }
+        check(self.header("x-request-id").is_some(), || {
+            "no x-request-id".into()
+        })?;
+        check(self.header("server").is_none(), || {
+            "server header leaks".into()
+        })
+    }
+}
+
+async fn read(response: Response) -> Result<Answer, String> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+impl Caller {
+    /// A request to the edge from this scenario's address.
+    pub fn edge(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.edge_from(method, path, &self.ip)
+    }
+
+    fn edge_from(&self, method: Method, path: &str, ip: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.fixture.edge_url))
+            .header(self.fixture.client_ip_header.as_str(), ip)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, String> {
+        read(request.send().await.map_err(|e| e.to_string())?).await
+    }
+
+    fn user(&self, role: &str) -> Result<&TestUser, String> {
+        self.fixture
+            .users
+            .iter()
+            .find(|u| u.role == role)
+            .ok_or_else(|| format!("the fixture has no {role} user"))
+    }
+
+    /// Logs in as the user of `role` from `ip`; returns the token pair's JSON.
+    async fn login_from(&self, role: &str, ip: &str) -> Result<Value, String> {
+        let user = self.user(role)?;
+        let body = serde_json::json!({"username": user.username, "password": user.password});
+        let answer = self
+            .send(
+                self.edge_from(Method::POST, "/auth/login", ip)
+                    .header("content-type", "application/json")
+                    .body(body.to_string()),
+            )
+            .await?;
+        check(answer.status == StatusCode::OK, || {
+            format!("login as {role}: {} {}", answer.status, answer.body)
+        })?;
+        Ok(answer.body)
+    }
+
+    async fn token(&self, role: &str) -> Result<String, String> {
+        let n = self
+            .logins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ip = format!("10.{}.{}.{}", self.index, n / 250, n % 250 + 1);
+        let pair = self.login_from(role, &ip).await?;
+        pair["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no access_token".into())
+    }
+}
+
+async fn login_and_use_token(caller: &Caller) -> Outcome {
+    let pair = caller.login_from("admin", &caller.ip).await?;
+    check(pair["token_type"] == "Bearer", || {
+        format!("token_type: {}", pair["token_type"])
+    })?;
+    check(pair["refresh_token"].is_string(), || {
+        "no refresh token".into()
+    })?;
+    let token = pair["access_token"].as_str().unwrap_or("");
+    let answer = caller
+        .send(
+            caller
+                .edge(Method::GET, "/api/v1/admin/users")
+                .bearer_auth(token),
+        )
+        .await?;
+    check(answer.status == StatusCode::OK, || {
+        format!("admin users: {} {}", answer.status, answer.body)
+    })?;
+    answer.hardened()?;
+    check(answer.header("x-ratelimit-limit") == Some("600"), || {
+        format!(
+            "rate-limit header: {:?}",
+            answer.header("x-ratelimit-limit")
+        )
+    })
+}
+
+async fn api_key(caller: &Caller) -> Outcome {
+    let key = caller.fixture.api_key.as_str();
+    let allowed = caller
+        .send(
+            caller
+                .edge(Method::GET, "/api/v1/clusters_summary")
+                .header("x-api-key", key),
+        )
+        .await?;
+    check(!matches!(allowed.status.as_u16(), 401 | 403), || {
+        format!(
+            "API key on its own scope: {} {}",
+            allowed.status, allowed.body
+        )
+    })?;
+    caller
+        .send(
+            caller
+                .edge(Method::GET, "/api/v1/admin/users")
+                .header("x-api-key", key),
+        )
+        .await?
+        .refused(403, "INSUFFICIENT_PERMISSIONS")?;
+    caller
+        .send(
+            caller
+                .edge(Method::GET, "/api/v1/clusters_summary")
+                .header("x-api-key", "ncs_00000000000000000000000000000000"),
+        )
+        .await?
+        .refused(401, "INVALID_API_KEY")
+}
+
+async fn permission_boundaries(caller: &Caller) -> Outcome {
+    let roles = RoleSet::default();
+    for user in &caller.fixture.users {
+        let granted = roles.permissions_of(std::slice::from_ref(&user.role));
+        let token = caller.token(&user.role).await?;
+        for (permission, method, path, body) in PROBES {
+            let method = Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+            let mut request = caller.edge(method.clone(), path).bearer_auth(&token);
+            if let Some((content_type, text)) = body {
+                request = request.header("content-type", *content_type).body(*text);
+            }
+            let answer = caller.send(request).await?;
+            let context = || {
+                format!(
+                    "{} {method} {path}: {} {}",
+                    user.role, answer.status, answer.body
+                )
+            };
+            if granted.contains(*permission) {
+                check(!matches!(answer.status.as_u16(), 401 | 403), context)?;
+            } else {
+                answer
+                    .refused(403, "INSUFFICIENT_PERMISSIONS")
+                    .map_err(|e| format!("{}: {e}", context()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn refresh_and_logout(caller: &Caller) -> Outcome {
+    let pair = caller.login_from("viewer", &caller.ip).await?;
+    let refresh = pair["refresh_token"].as_str().unwrap_or("").to_owned();
+    let body = serde_json::json!({ "refresh_token": refresh }).to_string();
+    let rotate = || {
+        caller
+            .edge(Method::POST, "/auth/refresh")
+            .header("content-type", "application/json")
+            .body(body.clone())
+    };
+    let rotated = caller.send(rotate()).await?;
+    check(rotated.status == StatusCode::OK, || {
+        format!("refresh: {} {}", rotated.status, rotated.body)
+    })?;
+    caller
+        .send(rotate())
+        .await?
+        .refused(401, "REFRESH_TOKEN_REUSED")?;
+    let fresh = caller.login_from("viewer", &caller.ip).await?;
+    let access = fresh["access_token"].as_str().unwrap_or("").to_owned();
+    let logout = caller
+        .send(
+            caller
+                .edge(Method::POST, "/auth/logout")
+                .bearer_auth(&access),
+        )
+        .await?;
+    check(logout.status == StatusCode::NO_CONTENT, || {
+        format!("logout: {} {}", logout.status, logout.body)
+    })?;
+    caller
+        .send(
+            caller
+                .edge(Method::GET, "/api/v1/rules")
+                .bearer_auth(&access),
+        )
+        .await?
+        .refused(401, "REVOKED_TOKEN")
+}
+
+async fn refusal_statuses(caller: &Caller) -> Outcome {
+    caller
+        .send(caller.edge(Method::GET, "/api/v1/rules"))
+        .await?
+        .refused(401, "MISSING_CREDENTIALS")?;
+    caller
+        .send(
+            caller
+                .edge(Method::GET, "/api/v1/rules")
+                .bearer_auth("not.a.token"),
+        )
+        .await?
+        .refused(401, "INVALID_TOKEN")?;
+    let manager = caller.token("manager").await?;
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(70_000));
+    caller
+        .send(
+            caller
+                .edge(Method::POST, "/api/v1/rules")
+                .bearer_auth(&manager)
+                .header("content-type", "application/json")
+                .body(huge),
+        )
+        .await?
+        .refused(413, "PAYLOAD_TOO_LARGE")?;
+    let analyst = caller.token("analyst").await?;
+    caller
+        .send(
+            caller
+                .edge(Method::POST, "/api/v1/analysis")
+                .bearer_auth(&analyst)
+                .header("content-type", "application/json")
+                .body("{}"),
+        )
+        .await?
+        .refused(415, "UNSUPPORTED_MEDIA_TYPE")?;
+    let form = "--b1\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nnot an image\r\n--b1--\r\n";
+    caller
+        .send(
+            caller
+                .edge(Method::POST, "/api/v1/analysis")
+                .bearer_auth(&analyst)
+                .header("content-type", "multipart/form-data; boundary=b1")
+                .body(form),
+        )
+        .await?
+        .refused(422, "INVALID_IMAGE_FORMAT")?;
+    let user = caller.token("user").await?;
+    caller
+        .send(
+            caller
+                .edge(Method::POST, "/api/v1/process_points")
+                .bearer_auth(&user)
+                .header("content-type", "application/json")
+                .body(r#"{"points":[]}"#),
+        )
+        .await?
+        .refused(422, "EMPTY_POINTS")
+}
+
+async fn rate_limited(caller: &Caller) -> Outcome {
+    let attempt = || {
+        caller
+            .edge(Method::POST, "/auth/login")
+            .header("content-type", "application/json")
+            .body("{}")
+    };
+    for n in 0..10 {
+        let answer = caller.send(attempt()).await?;
+        check(answer.status.as_u16() == 422, || {
+            format!("attempt {n}: {} {}", answer.status, answer.body)
+        })?;
+    }
+    let limited = caller.send(attempt()).await?;
+    limited.refused(429, "RATE_LIMIT_EXCEEDED")?;
+    check(
+        limited
+            .header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)),
+        || format!("retry-after: {:?}", limited.header("retry-after")),
+    )?;
+    check(
+        limited.header("x-ratelimit-limit") == Some("10")
+            && limited.header("x-ratelimit-remaining") == Some("0"),
+        || format!("rate-limit headers: {:?}", limited.headers),
+    )
+}
+
+async fn cors(caller: &Caller) -> Outcome {
+    let preflight = |origin: &str| {
+        caller
+            .edge(Method::OPTIONS, "/api/v1/rules")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+    };
+    let allowed = caller
+        .send(preflight(&caller.fixture.allowed_origin))
+        .await?;
+    check(allowed.status == StatusCode::NO_CONTENT, || {
+        format!("allowed preflight: {}", allowed.status)
+    })?;
+    check(
+        allowed.header("access-control-allow-origin")
+            == Some(caller.fixture.allowed_origin.as_str()),
+        || {
+            format!(
+                "allow-origin: {:?}",
+                allowed.header("access-control-allow-origin")
+            )
+        },
+    )?;
+    allowed.hardened()?;
+    caller
+        .send(preflight("https://evil.example"))
+        .await?
+        .refused(403, "CORS_ORIGIN_DENIED")
+}
+
+async fn suspicious(caller: &Caller) -> Outcome {
+    caller
+        .send(caller.edge(Method::GET, "/api/v1/rules?q=%27%20OR%201%3D1%20--"))
+        .await?
+        .refused(400, "SUSPICIOUS_REQUEST")
+}
+
+async fn backend_refuses_unsigned_and_replayed(caller: &Caller) -> Outcome {
+    let backend = &caller.fixture.backend_url;
+    let unsigned = caller
+        .send(caller.client.get(format!("{backend}/api/v1/admin/users")))
+        .await?;
+    check(
+        unsigned.status.as_u16() == 401 && unsigned.code() == "MISSING_SIGNATURE",
+        || format!("unsigned: {} {}", unsigned.status, unsigned.body),
+    )?;
+    let path = "/internal/v1/revocations";
+    let query = "since_ms=0";
+    let digest = content_digest(b"");
+    let request_id = "e2e-replay";
+    let signable = SignableRequest {
+        method: "GET",
+        path,
+        query: Some(query),
+        content_digest: Some(&digest),
+        principal: None,
+        request_id,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let signed = sign_request(&signable, &caller.fixture.edge_key, now, "e2e-nonce-1")
+        .map_err(|e| e.to_string())?;
+    let send = || {
+        caller
+            .client
+            .get(format!("{backend}{path}?{query}"))
+            .header("signature-input", &signed.signature_input)
+            .header("signature", &signed.signature)
+            .header("content-digest", &signed.content_digest)
+            .header("x-request-id", request_id)
+    };
+    let first = caller.send(send()).await?;
+    check(first.status == StatusCode::OK, || {
+        format!("signed: {} {}", first.status, first.body)
+    })?;
+    let replayed = caller.send(send()).await?;
+    check(
+        replayed.status.as_u16() == 401 && replayed.code() == "REPLAYED_REQUEST",
+        || format!("replayed: {} {}", replayed.status, replayed.body),
+    )
+}
+
+async fn audit_reaches_backend(caller: &Caller) -> Outcome {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_nanos();
+    let request_id = format!("e2e-audit-{nanos}");
+    caller
+        .send(
+            caller
+                .edge(Method::GET, "/api/v1/rules")
+                .header("x-request-id", &request_id),
+        )
+        .await?
+        .refused(401, "MISSING_CREDENTIALS")?;
+    let admin = caller.token("admin").await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let path = format!(
+            "/api/v1/admin/audit?type=token_invalid&ip={}&limit=50",
+            caller.ip
+        );
+        let page = caller
+            .send(caller.edge(Method::GET, &path).bearer_auth(&admin))
+            .await?;
+        let found = page.body["events"].as_array().is_some_and(|events| {
+            events
+                .iter()
+                .any(|e| e["request_id"] == request_id.as_str() && e["source"] == "edge")
+        });
+        if found {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no edge event for {request_id}: {} {}",
+                page.status, page.body
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn ip_block_and_expiry(caller: &Caller) -> Outcome {
+    let user = caller.user("viewer")?;
+    let body =
+        serde_json::json!({"username": user.username, "password": "Wrong-passw0rd!"}).to_string();
+    for n in 0..5 {
+        let answer = caller
+            .send(
+                caller
+                    .edge(Method::POST, "/auth/login")
+                    .header("content-type", "application/json")
+                    .body(body.clone()),
+            )
+            .await?;
+        check(answer.status.as_u16() == 401, || {
+            format!("failed login {n}: {} {}", answer.status, answer.body)
+        })?;
+    }
+    let blocked = caller.send(caller.edge(Method::GET, "/health")).await?;
+    blocked.refused(403, "IP_BLOCKED")?;
+    check(blocked.header("retry-after").is_some(), || {
+        "blocked without retry-after".into()
+    })?;
+    tokio::time::sleep(caller.fixture.block_duration + Duration::from_millis(500)).await;
+    let after = caller.send(caller.edge(Method::GET, "/health")).await?;
+    check(after.status == StatusCode::OK, || {
+        format!("after the block: {} {}", after.status, after.body)
+    })
+}

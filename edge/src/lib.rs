@@ -1,7 +1,34 @@
 //! The H200 gateway: one platform-free request pipeline and thin adapters per runtime.
 //!
-//! The pipeline stages (request id, headers, CORS, intrusion check, authentication, authorization,
-//! rate limiting, validation, signing, audit) enforce the policies of [`shared`]; the adapters for
-//! Cloudflare Workers, Spin and the native axum server only translate requests and state.
+//! Layout:
+//!
+//! - [`ports`]: the small traits a runtime provides (clock, entropy, rate store, edge state,
+//!   upstream, audit sink, request body), with the [`ports::MaybeSend`] marker that is `Send` on
+//!   native and nothing on wasm32.
+//! - [`message`]: the runtime-neutral request and response.
+//! - [`config`]: the one typed [`config::EdgeConfig`] every adapter hands the pipeline.
+//! - [`stage`]: one module per pipeline stage (request id, response headers, CORS, intrusion
+//!   check, authentication, authorization, rate limit, body validation, signing, audit); each
+//!   enforces a policy of [`shared`] and never re-implements it.
+//! - [`pipeline`]: the stages in order, from a request to a response.
+//! - [`memory`]: in-process state (rate buckets, deny-list, IP blocks, caches) for the native
+//!   server and single-isolate runtimes.
+//! - `native` (feature `native`): the axum server, the reqwest upstream and the audit fan-out.
 
+pub mod config;
+pub mod memory;
+pub mod message;
+pub mod pipeline;
+pub mod ports;
+pub mod stage;
+
+#[cfg(feature = "native")]
+pub mod native;
+
+#[cfg(test)]
+mod testing;
+
+pub use config::EdgeConfig;
+pub use message::{EdgeRequest, EdgeResponse};
+pub use pipeline::Pipeline;
 pub use shared;

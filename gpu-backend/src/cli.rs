@@ -56,6 +56,10 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Serve the edge gateway (the public API) in front of a backend.
+    Edge(crate::edge::EdgeArgs),
+    /// Run the whole system on this machine: backend and edge, SQLite in the data folder.
+    Dev(crate::dev::DevArgs),
     /// Pull jobs from the queue and run them on this machine's kernels.
     Worker(WorkerArgs),
     /// Measure parts of the system.
@@ -261,6 +265,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Edge(args) => {
+            let edge = args.bind().await?;
+            edge.serve(shutdown_signal())
+                .await
+                .context("serving the edge")
+        }
+        Command::Dev(args) => crate::dev::run(args).await,
         Command::Audit(AuditCommand::Verify { store }) => {
             let db = open_store(&store).await?;
             match db.verify_audit_chain().await {

@@ -9,11 +9,14 @@
 //! - [`queue`]: the kernel trait and the workers that pull jobs from the store's queue.
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
 //! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
-//! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point).
+//! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point); [`edge`] and
+//!   [`dev`] start the native edge gateway and the whole system on one machine.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dev;
+pub mod edge;
 pub mod http;
 pub mod keys;
 pub mod metrics;

@@ -1,0 +1,216 @@
+//! In-process state for one edge instance: rate buckets, deny-list, IP blocks, event counters and
+//! the JWKS and API-key caches. Used by the native server (and usable by a single wasm isolate);
+//! the Cloudflare and Spin adapters keep the same data in a Durable Object and Spin key-value.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant, CacheLookup};
+use shared::rate_limit::{GcraStore, MemoryGcraStore};
+use shared::token::KeySet;
+
+use crate::ports::{EdgeState, GrantLookup, RateStore, StateError};
+
+/// Most events one counter key remembers; a count never needs more than the largest threshold.
+const MAX_EVENTS_PER_KEY: usize = 64;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// GCRA buckets in memory ([`MemoryGcraStore`] behind a lock).
+#[derive(Debug, Default)]
+pub struct MemoryRateStore {
+    buckets: Mutex<MemoryGcraStore>,
+}
+
+impl MemoryRateStore {
+    /// Drops buckets whose TAT lies before `now_ms` (no decision changes); returns how many.
+    pub fn prune(&self, now_ms: u64) -> usize {
+        lock(&self.buckets).prune(now_ms)
+    }
+
+    /// How many buckets are held.
+    pub fn len(&self) -> usize {
+        lock(&self.buckets).len()
+    }
+
+    /// Whether no bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl RateStore for MemoryRateStore {
+    async fn read(&self, key: &str) -> Result<Option<u64>, StateError> {
+        Ok(lock(&self.buckets).read(key))
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        new: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StateError> {
+        Ok(lock(&self.buckets).compare_and_set(key, expected, new, ttl_ms))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Token id → expiry (ms) of denied tokens.
+    denied: HashMap<String, u64>,
+    revocation_cursor: u64,
+    /// Address → end of its block (ms).
+    blocks: HashMap<String, u64>,
+    /// Counter key → event times (ms), oldest first.
+    events: HashMap<String, VecDeque<u64>>,
+    api_keys: ApiKeyCache,
+    key_set: Option<Arc<KeySet>>,
+}
+
+/// Every other piece of edge state, in memory.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryState {
+    /// Drops expired deny-list entries and blocks, and counters with no event in the last
+    /// `max_window_ms`.
+    pub fn prune(&self, now_ms: u64, max_window_ms: u64) {
+        let mut inner = lock(&self.inner);
+        inner.denied.retain(|_, expires| *expires > now_ms);
+        inner.blocks.retain(|_, until| *until > now_ms);
+        let horizon = now_ms.saturating_sub(max_window_ms);
+        inner
+            .events
+            .retain(|_, times| times.back().is_some_and(|last| *last > horizon));
+    }
+
+    /// How many token ids are on the deny-list.
+    pub fn denied_len(&self) -> usize {
+        lock(&self.inner).denied.len()
+    }
+}
+
+impl EdgeState for MemoryState {
+    async fn is_denied(&self, token_id: &str, now_ms: u64) -> Result<bool, StateError> {
+        Ok(lock(&self.inner)
+            .denied
+            .get(token_id)
+            .is_some_and(|expires| *expires > now_ms))
+    }
+
+    async fn deny(&self, token_id: &str, expires_at_ms: u64) -> Result<(), StateError> {
+        lock(&self.inner)
+            .denied
+            .insert(token_id.to_owned(), expires_at_ms);
+        Ok(())
+    }
+
+    async fn revocation_cursor(&self) -> Result<u64, StateError> {
+        Ok(lock(&self.inner).revocation_cursor)
+    }
+
+    async fn set_revocation_cursor(&self, since_ms: u64) -> Result<(), StateError> {
+        lock(&self.inner).revocation_cursor = since_ms;
+        Ok(())
+    }
+
+    async fn blocked_until(&self, ip: &str, now_ms: u64) -> Result<Option<u64>, StateError> {
+        Ok(lock(&self.inner)
+            .blocks
+            .get(ip)
+            .copied()
+            .filter(|until| *until > now_ms))
+    }
+
+    async fn block(&self, ip: &str, until_ms: u64) -> Result<(), StateError> {
+        lock(&self.inner).blocks.insert(ip.to_owned(), until_ms);
+        Ok(())
+    }
+
+    async fn count_event(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u32, StateError> {
+        let mut inner = lock(&self.inner);
+        let times = inner.events.entry(key.to_owned()).or_default();
+        let horizon = now_ms.saturating_sub(window_ms);
+        while times.front().is_some_and(|t| *t <= horizon) {
+            times.pop_front();
+        }
+        if times.len() == MAX_EVENTS_PER_KEY {
+            times.pop_front();
+        }
+        times.push_back(now_ms);
+        Ok(u32::try_from(times.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn reset_events(&self, key: &str) -> Result<(), StateError> {
+        lock(&self.inner).events.remove(key);
+        Ok(())
+    }
+
+    async fn api_key(
+        &self,
+        digest: &ApiKeyDigest,
+        now_secs: u64,
+    ) -> Result<GrantLookup, StateError> {
+        Ok(match lock(&self.inner).api_keys.lookup(digest, now_secs) {
+            CacheLookup::Fresh(grant) => GrantLookup::Fresh(grant.cloned()),
+            CacheLookup::Stale | CacheLookup::Missing => GrantLookup::Refetch,
+        })
+    }
+
+    async fn remember_api_key(
+        &self,
+        digest: ApiKeyDigest,
+        grant: Option<ApiKeyGrant>,
+        now_secs: u64,
+    ) -> Result<(), StateError> {
+        lock(&self.inner).api_keys.insert(digest, grant, now_secs);
+        Ok(())
+    }
+
+    async fn key_set(&self) -> Result<Option<Arc<KeySet>>, StateError> {
+        Ok(lock(&self.inner).key_set.clone())
+    }
+
+    async fn replace_key_set(&self, keys: Arc<KeySet>) -> Result<(), StateError> {
+        lock(&self.inner).key_set = Some(keys);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::block_on;
+
+    #[test]
+    fn counters_forget_events_outside_their_window() {
+        let state = MemoryState::default();
+        let count = |now| block_on(state.count_event("k", 1000, now)).expect("memory works");
+        assert_eq!(count(10_000), 1);
+        assert_eq!(count(10_500), 2);
+        assert_eq!(count(11_001), 2);
+        assert_eq!(count(12_000), 2);
+        block_on(state.reset_events("k")).expect("memory works");
+        assert_eq!(count(12_001), 1);
+    }
+
+    #[test]
+    fn blocks_and_denials_end_when_they_expire() {
+        let state = MemoryState::default();
+        block_on(state.block("ip", 5_000)).expect("memory works");
+        assert_eq!(block_on(state.blocked_until("ip", 4_999)), Ok(Some(5_000)));
+        assert_eq!(block_on(state.blocked_until("ip", 5_000)), Ok(None));
+        block_on(state.deny("jti", 5_000)).expect("memory works");
+        assert_eq!(block_on(state.is_denied("jti", 4_000)), Ok(true));
+        state.prune(6_000, 1_000);
+        assert_eq!(state.denied_len(), 0);
+        assert_eq!(block_on(state.is_denied("jti", 4_000)), Ok(false));
+    }
+}
