@@ -106,7 +106,9 @@ impl Backend {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let reload = tokio::spawn(reload_token_keys(self.state.clone(), self.data_dir.clone()));
-        let (stop_workers, workers) = crate::queue::spawn_local_workers(&self.state.store, self.workers, &self.database_url).await?;
+        let (stop_workers, workers) =
+            crate::queue::spawn_local_workers(&self.state.store, self.workers, &self.database_url)
+                .await?;
         let addr = self.local_addr();
         tracing::info!(%addr, "backend listening");
         let app = http::router(self.state.clone());

@@ -21,13 +21,18 @@ pub async fn spawn_local_workers(
     store: &crate::store::Store,
     count: usize,
     database_url: &str,
-) -> anyhow::Result<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<anyhow::Result<WorkerExit>>>)> {
+) -> anyhow::Result<(
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<anyhow::Result<WorkerExit>>>,
+)> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
         let options = WorkerOptions {
             name: format!("local-{i}"),
-            listen_url: database_url.starts_with("postgres").then(|| database_url.to_owned()),
+            listen_url: database_url
+                .starts_with("postgres")
+                .then(|| database_url.to_owned()),
             ..WorkerOptions::default()
         };
         let worker = Worker::register(store.clone(), available_kernels(), options).await?;

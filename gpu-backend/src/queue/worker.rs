@@ -287,13 +287,19 @@ impl Worker {
             let mut batch = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let partition_state = match &job.partition_key {
-                    Some(key) => self
-                        .store
-                        .stream_state(key)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|(s, _)| s),
+                    Some(key) => match self.store.stream_state(key).await {
+                        Ok(state) => state.map(|(s, _)| s),
+                        Err(e) => {
+                            // Running without the partition's state would compute from a blank
+                            // slate; hand the job back instead (or let its lease expire).
+                            tracing::warn!(job = %job.id, error = %e, "partition state unavailable; job handed back");
+                            let _ = self
+                                .store
+                                .fail(&self.id, &job.id, "partition state unavailable")
+                                .await;
+                            continue;
+                        }
+                    },
                     None => None,
                 };
                 batch.push(ClaimedJob {
