@@ -138,6 +138,24 @@ async fn refresh_rotation_and_reuse(backend: Backend) {
     let listed = store.revoked_tokens_since(0, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].jti, "j1");
+
+    // A page never ends inside a millisecond: all entries of the last one come along.
+    for jti in ["m1", "m2", "m3"] {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at_ms, revoked_at_ms) VALUES ($1, $2, 1000)",
+        )
+        .bind(jti)
+        .bind(far)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    let page = store.revoked_tokens_since(0, 2).await.unwrap();
+    let jtis: Vec<&str> = page.iter().map(|r| r.jti.as_str()).collect();
+    assert_eq!(jtis, ["m1", "m2", "m3"]);
+    // A reader that already passed a millisecond still sees entries from just before it.
+    let again = store.revoked_tokens_since(1000 + 4_000, 10).await.unwrap();
+    assert!(again.iter().any(|r| r.jti == "m2"));
 }
 on_both_stores!(refresh, refresh_rotation_and_reuse);
 

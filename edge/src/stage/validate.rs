@@ -3,9 +3,9 @@
 //! and image uploads with [`shared::upload::inspect`] (422), all before anything is forwarded.
 
 use shared::body::{
-    AnalysisOptions, ApiKeyCreateRequest, LoginRequest, MfaVerifyRequest,
-    NaturalLanguageRuleRequest, ProcessPointsRequest, RefreshRequest, RuleDefinition,
-    RuleEvaluateRequest, RulePatch, parse_valid,
+    AnalysisOptions, ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest,
+    NaturalLanguageRuleRequest, PasswordChangeRequest, ProcessPointsRequest, RefreshRequest,
+    RuleDefinition, RuleEvaluateRequest, RulePatch, parse_valid,
 };
 use shared::problem::FieldError;
 use shared::route_policy::{ContentKind, Route};
@@ -84,6 +84,12 @@ pub fn check_body(
     let outcome = match (kind, method, route.path.as_str()) {
         (Some(ContentKind::Form), "POST", "/auth/login") => LoginRequest::from_form(body).map(drop),
         (Some(ContentKind::Json), "POST", "/auth/login") => LoginRequest::from_json(body).map(drop),
+        (Some(ContentKind::Json), "POST", "/auth/logout") => {
+            parse_valid::<LogoutRequest>(body).map(drop)
+        }
+        (Some(ContentKind::Json), "POST", "/auth/password") => {
+            parse_valid::<PasswordChangeRequest>(body).map(drop)
+        }
         (Some(ContentKind::Json), "POST", "/auth/refresh") => {
             parse_valid::<RefreshRequest>(body).map(drop)
         }

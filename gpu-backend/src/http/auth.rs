@@ -10,7 +10,10 @@ use serde_json::json;
 use shared::ErrorCode;
 use shared::api_key::ApiKey;
 use shared::audit::{AuditEvent, AuditEventType, AuditSource};
-use shared::body::auth::{ApiKeyCreateRequest, LoginRequest, MfaVerifyRequest, RefreshRequest};
+use shared::body::auth::{
+    ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest, PasswordChangeRequest,
+    RefreshRequest,
+};
 use shared::body::parse_valid;
 use shared::permissions::Permission;
 use shared::token::{H200Claims, TokenError, TokenKind};
@@ -306,19 +309,6 @@ pub async fn refresh(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogoutRequest {
-    #[serde(default)]
-    refresh_token: Option<String>,
-}
-
-impl shared::body::Validate for LogoutRequest {
-    fn validate(&self) -> Result<(), shared::Problem> {
-        Ok(())
-    }
-}
-
 /// `POST /auth/logout`: the presented access token goes on the deny-list; a refresh token in the
 /// body also ends its family.
 pub async fn logout(
@@ -548,35 +538,6 @@ pub async fn revoke_api_key(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PasswordChangeRequest {
-    current_password: String,
-    new_password: String,
-}
-
-impl shared::body::Validate for PasswordChangeRequest {
-    fn validate(&self) -> Result<(), shared::Problem> {
-        for (field, value) in [
-            ("current_password", &self.current_password),
-            ("new_password", &self.new_password),
-        ] {
-            if value.is_empty() || value.len() > crate::auth::password::MAX_PASSWORD_BYTES {
-                return Err(
-                    shared::Problem::new(ErrorCode::ValidationFailed).with_field_error(
-                        shared::problem::FieldError {
-                            field: field.into(),
-                            code: ErrorCode::ValidationFailed,
-                            message: "must be 1 to 1024 bytes".into(),
-                        },
-                    ),
-                );
-            }
-        }
-        Ok(())
-    }
 }
 
 /// `POST /auth/password`: changes the caller's password under the policy (strength, none of the

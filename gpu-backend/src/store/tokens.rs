@@ -4,6 +4,9 @@ use sqlx::Row;
 
 use super::{Store, StoreResult, now_ms};
 
+/// How far before a reader's cursor the revocation feed starts again.
+pub const REVOCATION_FEED_OVERLAP_MS: i64 = 5_000;
+
 /// What presenting a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshUse {
@@ -144,31 +147,52 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Deny-list entries revoked after `since_ms` that have not yet expired, oldest first: what an
-    /// edge polls to keep its copy current.
+    /// Deny-list entries revoked after `since_ms` (less [`REVOCATION_FEED_OVERLAP_MS`]) that have
+    /// not yet expired, oldest first: what an edge polls to keep its copy current. A page never
+    /// ends inside a millisecond, so a reader that continues from the newest `revoked_at_ms` it
+    /// saw misses nothing; the overlap covers revocations committed late within a millisecond
+    /// the reader had already passed. Entries may repeat across polls (adding them is idempotent).
     pub async fn revoked_tokens_since(
         &self,
         since_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<RevokedToken>> {
+        let now = now_ms();
+        let from = since_ms.saturating_sub(REVOCATION_FEED_OVERLAP_MS);
+        let read = |row: &sqlx::any::AnyRow| -> StoreResult<RevokedToken> {
+            Ok(RevokedToken {
+                jti: row.try_get("jti")?,
+                expires_at_ms: row.try_get("expires_at_ms")?,
+                revoked_at_ms: row.try_get("revoked_at_ms")?,
+            })
+        };
         let rows = sqlx::query(
             "SELECT jti, expires_at_ms, revoked_at_ms FROM revoked_tokens \
              WHERE revoked_at_ms > $1 AND expires_at_ms > $2 ORDER BY revoked_at_ms, jti LIMIT $3",
         )
-        .bind(since_ms)
-        .bind(now_ms())
+        .bind(from)
+        .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RevokedToken {
-                    jti: row.try_get("jti")?,
-                    expires_at_ms: row.try_get("expires_at_ms")?,
-                    revoked_at_ms: row.try_get("revoked_at_ms")?,
-                })
-            })
-            .collect()
+        let mut page = rows.iter().map(read).collect::<StoreResult<Vec<_>>>()?;
+        if page.len() as i64 == limit
+            && let Some(last) = page.last().cloned()
+        {
+            let rest = sqlx::query(
+                "SELECT jti, expires_at_ms, revoked_at_ms FROM revoked_tokens \
+                 WHERE revoked_at_ms = $1 AND jti > $2 AND expires_at_ms > $3 ORDER BY jti",
+            )
+            .bind(last.revoked_at_ms)
+            .bind(&last.jti)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rest {
+                page.push(read(row)?);
+            }
+        }
+        Ok(page)
     }
 
     /// Drops deny-list entries whose tokens have expired anyway.

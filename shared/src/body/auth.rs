@@ -157,6 +157,61 @@ impl Validate for ApiKeyCreateRequest {
     }
 }
 
+/// `POST /auth/logout`: optionally the session's refresh token, whose family then ends too.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for LogoutRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutRequest")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+impl Validate for LogoutRequest {
+    fn validate(&self) -> Result<(), Problem> {
+        check_some(self.refresh_token.as_deref(), |token| {
+            check_length("refresh_token", token, 1, MAX_REFRESH_TOKEN_BYTES)
+        })
+    }
+}
+
+/// `POST /auth/password`: the current password and the new one (the strength policy and the
+/// history are the backend's to check; this bounds the input).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for PasswordChangeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChangeRequest")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validate for PasswordChangeRequest {
+    fn validate(&self) -> Result<(), Problem> {
+        check_length(
+            "current_password",
+            &self.current_password,
+            1,
+            MAX_PASSWORD_CHARS,
+        )?;
+        check_length("new_password", &self.new_password, 1, MAX_PASSWORD_CHARS)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +465,43 @@ mod tests {
         fn form_like_login_never_panics(body in "[a-z_=&%+0-9A-F]{0,80}") {
             let _ = LoginRequest::from_form(body.as_bytes());
         }
+    }
+
+    #[test]
+    fn logout_and_password_change_bodies_are_strict() {
+        assert!(
+            parse_valid::<LogoutRequest>(b"{}")
+                .unwrap()
+                .refresh_token
+                .is_none()
+        );
+        let empty = parse_valid::<LogoutRequest>(br#"{"refresh_token": ""}"#).unwrap_err();
+        assert_eq!(
+            field_of(&empty),
+            (ErrorCode::ValidationFailed, "refresh_token")
+        );
+        let extra = parse_valid::<LogoutRequest>(br#"{"everywhere": true}"#).unwrap_err();
+        assert_eq!(extra.code, ErrorCode::UnknownField);
+        let ok = parse_valid::<PasswordChangeRequest>(
+            br#"{"current_password": "a", "new_password": "b"}"#,
+        );
+        let long = format!(
+            r#"{{"current_password": "a", "new_password": "{}"}}"#,
+            "x".repeat(1025)
+        );
+        let refused = parse_valid::<PasswordChangeRequest>(long.as_bytes()).unwrap_err();
+        assert_eq!(
+            field_of(&refused),
+            (ErrorCode::ValidationFailed, "new_password")
+        );
+        let secret = PasswordChangeRequest {
+            current_password: "Old-Secret-1".into(),
+            new_password: "New-Secret-2".into(),
+        };
+        assert!(
+            !format!("{secret:?}").contains("Secret"),
+            "passwords never reach a log"
+        );
+        assert!(ok.is_ok());
     }
 }

@@ -17,7 +17,10 @@ pub mod points;
 pub mod rules;
 
 pub use analysis::AnalysisOptions;
-pub use auth::{ApiKeyCreateRequest, LoginRequest, MfaVerifyRequest, RefreshRequest};
+pub use auth::{
+    ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest, PasswordChangeRequest,
+    RefreshRequest,
+};
 pub use form::decode_form;
 pub use points::{AlgorithmParams, ProcessPointsRequest};
 pub use rules::{
