@@ -2,3 +2,5 @@
 //! that GPU workers pull, and runs the candle kernels.
 
 pub use shared;
+
+pub mod ncs;
