@@ -25,6 +25,9 @@ const OUTLIER_BUFFER: usize = 25;
 const QUALITY_WINDOW: usize = 50;
 /// Outlier-buffer points closer than this (squared: 1.5²) to a group's seed join the group.
 const GROUP_RADIUS_SQUARED: f32 = 2.25;
+/// Interleaved accumulators of every reduction: eight lanes vectorize on SSE and AVX alike and
+/// fix the summation order, so results do not depend on the machine.
+pub(crate) const LANES: usize = 8;
 /// Norms below this make a cosine similarity 0.
 const MIN_NORM: f32 = 1e-10;
 
@@ -32,22 +35,24 @@ const MIN_NORM: f32 = 1e-10;
 /// both use this one function, so their exact values agree to the bit.
 #[inline]
 pub(crate) fn dist2_dot(p: &[f32], c: &[f32]) -> (f32, f32) {
-    const LANES: usize = 8;
     let mut d2 = [0.0f32; LANES];
     let mut dot = [0.0f32; LANES];
-    let p_chunks = p.chunks_exact(LANES);
-    let c_chunks = c.chunks_exact(LANES);
-    let (p_rest, c_rest) = (p_chunks.remainder(), c_chunks.remainder());
-    for (a, b) in p_chunks.zip(c_chunks) {
+    let (p_chunks, p_rest) = p.as_chunks::<LANES>();
+    let (c_chunks, c_rest) = c.as_chunks::<LANES>();
+    for (a, b) in p_chunks.iter().zip(c_chunks) {
+        let mut diff = [0.0f32; LANES];
         for i in 0..LANES {
-            let diff = a[i] - b[i];
-            d2[i] += diff * diff;
+            diff[i] = a[i] - b[i];
+        }
+        for i in 0..LANES {
+            d2[i] += diff[i] * diff[i];
+        }
+        for i in 0..LANES {
             dot[i] += a[i] * b[i];
         }
     }
-    let mut d2_sum = ((d2[0] + d2[4]) + (d2[1] + d2[5])) + ((d2[2] + d2[6]) + (d2[3] + d2[7]));
-    let mut dot_sum =
-        ((dot[0] + dot[4]) + (dot[1] + dot[5])) + ((dot[2] + dot[6]) + (dot[3] + dot[7]));
+    let mut d2_sum = fold_lanes(&d2);
+    let mut dot_sum = fold_lanes(&dot);
     for (a, b) in p_rest.iter().zip(c_rest) {
         let diff = a - b;
         d2_sum += diff * diff;
@@ -59,16 +64,14 @@ pub(crate) fn dist2_dot(p: &[f32], c: &[f32]) -> (f32, f32) {
 /// Euclidean norm of `v`.
 #[inline]
 pub(crate) fn norm(v: &[f32]) -> f32 {
-    const LANES: usize = 8;
     let mut acc = [0.0f32; LANES];
-    let chunks = v.chunks_exact(LANES);
-    let rest = chunks.remainder();
+    let (chunks, rest) = v.as_chunks::<LANES>();
     for a in chunks {
         for i in 0..LANES {
             acc[i] += a[i] * a[i];
         }
     }
-    let mut sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    let mut sum = fold_lanes(&acc);
     for a in rest {
         sum += a * a;
     }
@@ -223,7 +226,9 @@ pub(crate) struct StreamState {
 /// Scratch space and change tracking; never serialized, rebuilt on demand after a restore.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Workspace {
-    sorted: Vec<f32>,
+    /// The similarity history in increasing order, kept in step with it once built.
+    sorted_similarities: Vec<f32>,
+    sorted_valid: bool,
     mean: Vec<f32>,
     distances: Vec<f32>,
     used: Vec<bool>,
@@ -232,18 +237,24 @@ pub(crate) struct Workspace {
     temporal: Option<f32>,
     /// Bumped whenever a cluster is created, dropped or merged.
     pub structure_version: u64,
-    /// Index of the cluster the last point updated, if it updated one.
-    pub touched: Option<usize>,
 }
 
 /// How a step finds the nearest and the most similar centroid of a point.
 pub(crate) trait CentroidSearch {
     /// Smallest squared distance from `point` to a centroid; only called with clusters present.
-    fn nearest_dist2(&mut self, state: &StreamState, point: &[f32]) -> f32;
+    fn nearest_dist2(&mut self, state: &StreamState, point: &[f32], point_norm: f32) -> f32;
     /// Index and cosine similarity of the most similar centroid (the first one on ties); only
     /// called with clusters present, after [`CentroidSearch::nearest_dist2`] for the same point.
     fn most_similar(&mut self, state: &StreamState, point: &[f32], point_norm: f32)
     -> (usize, f32);
+
+    /// A row that cluster `j`'s centroid should be compared with when it moves, if any.
+    fn drift_reference(&self, _j: usize) -> Option<&[f32]> {
+        None
+    }
+
+    /// Squared distance from cluster `j`'s moved centroid to its drift reference.
+    fn record_drift(&mut self, _j: usize, _drift2: f32) {}
 }
 
 /// Scores a point against every centroid.
@@ -253,7 +264,7 @@ pub(crate) struct ExactSearch {
 }
 
 impl CentroidSearch for ExactSearch {
-    fn nearest_dist2(&mut self, state: &StreamState, point: &[f32]) -> f32 {
+    fn nearest_dist2(&mut self, state: &StreamState, point: &[f32], _point_norm: f32) -> f32 {
         self.dots.clear();
         let mut best = f32::INFINITY;
         for centroid in state.centroids.chunks_exact(state.dim) {
@@ -273,7 +284,7 @@ impl CentroidSearch for ExactSearch {
         point_norm: f32,
     ) -> (usize, f32) {
         if self.dots.len() != state.clusters.len() {
-            self.nearest_dist2(state, point);
+            self.nearest_dist2(state, point, point_norm);
         }
         let mut best = (0, f32::NEG_INFINITY);
         for (j, (dot, cluster)) in self.dots.iter().zip(&state.clusters).enumerate() {
@@ -328,9 +339,10 @@ impl StreamState {
                 got: point.len(),
             });
         }
-        if let Some(index) = point
-            .iter()
-            .position(|v| !v.is_finite() || v.abs() > MAX_ABS_VALUE)
+        // A branch-free sweep (vectorizes) first; the offending index only on failure.
+        let bad = |v: &f32| v.is_nan() || v.abs() > MAX_ABS_VALUE;
+        if point.iter().fold(false, |any, v| any | bad(v))
+            && let Some(index) = point.iter().position(bad)
         {
             return Err(if point[index].is_finite() {
                 NcsError::OutOfRange { index }
@@ -358,10 +370,10 @@ impl StreamState {
         work: &mut Workspace,
     ) -> PointResult {
         self.time_step += 1;
-        work.touched = None;
         let has_clusters = !self.clusters.is_empty();
+        let point_norm = norm(point);
         let score = if has_clusters {
-            let d = search.nearest_dist2(self, point).sqrt();
+            let d = search.nearest_dist2(self, point, point_norm).sqrt();
             self.outlier_score(d, work)
         } else {
             0.0
@@ -371,8 +383,8 @@ impl StreamState {
             PointResult::outlier(score)
         } else {
             let best = if has_clusters {
-                let (j, sim) = search.most_similar(self, point, norm(point));
-                self.similarity_history.push(sim);
+                let (j, sim) = search.most_similar(self, point, point_norm);
+                self.record_similarity(sim, work);
                 Some((j, sim))
             } else {
                 None
@@ -380,7 +392,7 @@ impl StreamState {
             let threshold = self.dynamic_threshold(work);
             match best {
                 Some((j, sim)) if sim >= threshold => {
-                    self.update_cluster(j, point, work);
+                    self.update_cluster(j, point, search);
                     PointResult::member(self.clusters[j].id, score)
                 }
                 _ if self.clusters.len() < self.params.max_clusters => {
@@ -471,6 +483,20 @@ impl StreamState {
         score
     }
 
+    /// Appends to the similarity history and keeps its sorted copy (if built) in step.
+    fn record_similarity(&mut self, sim: f32, work: &mut Workspace) {
+        let dropped = self.similarity_history.push(sim);
+        if work.sorted_valid {
+            let sorted = &mut work.sorted_similarities;
+            if let Some(old) = dropped {
+                let at = sorted.partition_point(|v| v.total_cmp(&old).is_lt());
+                sorted.remove(at);
+            }
+            let at = sorted.partition_point(|v| v.total_cmp(&sim).is_le());
+            sorted.insert(at, sim);
+        }
+    }
+
     /// The similarity threshold in force, recomputed once per window of 10 time steps.
     fn dynamic_threshold(&mut self, work: &mut Workspace) -> f32 {
         let window = self.time_step / THRESHOLD_PERIOD;
@@ -480,11 +506,14 @@ impl StreamState {
         self.threshold = if self.similarity_history.len() < 10 {
             self.params.base_threshold
         } else {
-            work.sorted.clear();
-            work.sorted
-                .extend_from_slice(self.similarity_history.values());
-            work.sorted.sort_unstable_by(f32::total_cmp);
-            let p75 = percentile(&work.sorted, 0.75);
+            if !work.sorted_valid {
+                let sorted = &mut work.sorted_similarities;
+                sorted.clear();
+                sorted.extend_from_slice(self.similarity_history.values());
+                sorted.sort_unstable_by(f32::total_cmp);
+                work.sorted_valid = true;
+            }
+            let p75 = percentile(&work.sorted_similarities, 0.75);
             let (_, std) = self.similarity_history.mean_std();
             (p75 * (1.0 - std).max(0.5) + self.quality * 0.1 + self.stability * 0.05)
                 .clamp(0.3, 0.95)
@@ -493,30 +522,28 @@ impl StreamState {
         self.threshold
     }
 
-    fn centroid(&self, j: usize) -> &[f32] {
+    pub fn centroid(&self, j: usize) -> &[f32] {
         &self.centroids[j * self.dim..(j + 1) * self.dim]
     }
 
-    fn update_cluster(&mut self, j: usize, point: &[f32], work: &mut Workspace) {
+    fn update_cluster<S: CentroidSearch>(&mut self, j: usize, point: &[f32], search: &mut S) {
         let t = self.time_step;
         let dim = self.dim;
         let cluster = &mut self.clusters[j];
         let lr = self.params.learning_rate
             * (1.0 / (1.0 + cluster.age * 0.01))
             * (1.0 + cluster.confidence * 0.2).min(1.2);
-        let keep = 1.0 - lr;
         let row = &mut self.centroids[j * dim..(j + 1) * dim];
-        for (c, p) in row.iter_mut().zip(point) {
-            let smoothed = 0.7 * p + 0.3 * *c;
-            *c = keep * *c + lr * smoothed;
+        let (norm2, drift2) = move_centroid(row, point, lr, search.drift_reference(j));
+        if let Some(drift2) = drift2 {
+            search.record_drift(j, drift2);
         }
-        cluster.norm = norm(row);
+        cluster.norm = norm2.sqrt();
         cluster.confidence += 0.3;
         cluster.age += 0.1;
         cluster.updates += 1;
         cluster.last_update = t;
         cluster.health = cluster.health_at(t);
-        work.touched = Some(j);
     }
 
     fn create_cluster(&mut self, centroid: &[f32], work: &mut Workspace) -> u64 {
@@ -744,6 +771,78 @@ fn percentile(sorted: &[f32], q: f32) -> f32 {
     let hi = (lo + 1).min(last);
     let frac = pos - lo as f32;
     sorted[lo] + (sorted[hi] - sorted[lo]) * frac
+}
+
+/// Moves a centroid toward `point` by NCS's smoothed update with step `lr`, in one pass that also
+/// returns its new squared norm and, given a reference row, its squared distance to it.
+///
+/// `(1 − lr)·c + lr·(0.7·p + 0.3·c)` is computed in its expanded form `(1 − 0.7·lr)·c + 0.7·lr·p`
+/// (the same value up to rounding, in half the operations). Kept out of line so that its
+/// accumulators stay in registers.
+#[inline(never)]
+fn move_centroid(
+    row: &mut [f32],
+    point: &[f32],
+    lr: f32,
+    reference: Option<&[f32]>,
+) -> (f32, Option<f32>) {
+    let toward = 0.7 * lr;
+    let keep = 1.0 - toward;
+    let step = |c: f32, p: f32| keep * c + toward * p;
+    let mut n2 = [0.0f32; LANES];
+    let mut d2 = [0.0f32; LANES];
+    let (row_chunks, row_rest) = row.as_chunks_mut::<LANES>();
+    let (point_chunks, point_rest) = point.as_chunks::<LANES>();
+    match reference {
+        Some(reference) => {
+            let (ref_chunks, ref_rest) = reference.as_chunks::<LANES>();
+            for ((c, p), r) in row_chunks.iter_mut().zip(point_chunks).zip(ref_chunks) {
+                for i in 0..LANES {
+                    c[i] = step(c[i], p[i]);
+                }
+                for i in 0..LANES {
+                    n2[i] += c[i] * c[i];
+                }
+                let mut e = [0.0f32; LANES];
+                for i in 0..LANES {
+                    e[i] = c[i] - r[i];
+                }
+                for i in 0..LANES {
+                    d2[i] += e[i] * e[i];
+                }
+            }
+            let (mut norm2, mut drift2) = (fold_lanes(&n2), fold_lanes(&d2));
+            for ((c, p), r) in row_rest.iter_mut().zip(point_rest).zip(ref_rest) {
+                *c = step(*c, *p);
+                norm2 += *c * *c;
+                drift2 += (*c - r) * (*c - r);
+            }
+            (norm2, Some(drift2))
+        }
+        None => {
+            for (c, p) in row_chunks.iter_mut().zip(point_chunks) {
+                for i in 0..LANES {
+                    c[i] = step(c[i], p[i]);
+                }
+                for i in 0..LANES {
+                    n2[i] += c[i] * c[i];
+                }
+            }
+            let mut norm2 = fold_lanes(&n2);
+            for (c, p) in row_rest.iter_mut().zip(point_rest) {
+                *c = step(*c, *p);
+                norm2 += *c * *c;
+            }
+            (norm2, None)
+        }
+    }
+}
+
+/// Sums eight lanes pairwise, in the order every kernel here uses. Kept out of line: inlined,
+/// its pairing leads the vectorizer to shuffle the accumulators of the loops above it.
+#[inline(never)]
+pub(crate) fn fold_lanes(acc: &[f32; LANES]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// One NCS stream in exact mode. Serializes (serde) to its whole state and restores from it,
@@ -1153,9 +1252,21 @@ mod tests {
     }
 
     #[test]
+    fn sorted_similarities_track_the_history() {
+        let m = gaussian_mixture(&MixtureSpec::new(4, 8, 1500, 5));
+        let mut s = NcsStream::new(AlgorithmParams::default()).unwrap();
+        run(&mut s, m.iter());
+        assert!(s.work.sorted_valid);
+        let mut expected = s.state.similarity_history.values().to_vec();
+        expected.sort_unstable_by(f32::total_cmp);
+        assert_eq!(s.work.sorted_similarities, expected);
+    }
+
+    #[test]
     fn percentile_matches_numpy() {
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.75), 3.25);
         assert_eq!(percentile(&[7.0], 0.75), 7.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
     }
 
     #[test]

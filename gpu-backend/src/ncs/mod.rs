@@ -8,7 +8,9 @@
 //! - [`quality`]: the adjusted Rand index, to compare clusterings; [`synthetic`]: seeded
 //!   Gaussian mixtures for tests and benches.
 
+pub mod batched;
 pub mod exact;
+pub mod jsonl;
 pub mod params;
 pub mod quality;
 pub mod ring;
@@ -18,7 +20,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shared::ErrorCode;
 use thiserror::Error;
 
+pub use batched::{BatchError, BatchedNcs};
 pub use exact::{ClusterSummary, GlobalMetrics, HealthStatus, NcsStream, StreamStats};
+pub use jsonl::{Mode, RunError, RunStats, run_jsonl, run_jsonl_on};
 pub use params::{AlgorithmOverrides, AlgorithmParams, ParamsError};
 pub use quality::adjusted_rand_index;
 

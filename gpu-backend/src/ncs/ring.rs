@@ -24,13 +24,15 @@ impl ScalarRing {
         }
     }
 
-    /// Appends `value`, dropping the oldest one when full.
-    pub fn push(&mut self, value: f32) {
+    /// Appends `value`, dropping the oldest one when full; returns the dropped value.
+    pub fn push(&mut self, value: f32) -> Option<f32> {
         if self.values.len() < self.capacity {
             self.values.push(value);
+            None
         } else {
-            self.values[self.head] = value;
+            let dropped = std::mem::replace(&mut self.values[self.head], value);
             self.head = (self.head + 1) % self.capacity;
+            Some(dropped)
         }
     }
 
@@ -63,15 +65,32 @@ impl ScalarRing {
     }
 }
 
-/// Population mean and standard deviation of `values`, two-pass; `(0, 0)` when empty.
+/// Population mean and standard deviation of `values`, two-pass; `(0, 0)` when empty. Sums run
+/// in eight interleaved lanes so they vectorize.
 pub fn mean_std(values: &[f32]) -> (f32, f32) {
     if values.is_empty() {
         return (0.0, 0.0);
     }
     let n = values.len() as f32;
-    let mean = values.iter().sum::<f32>() / n;
-    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(values, |v| v) / n;
+    let var = lane_sum(values, |v| (v - mean) * (v - mean)) / n;
     (mean, var.sqrt())
+}
+
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    use super::exact::LANES;
+    let mut acc = [0.0f32; LANES];
+    let (chunks, rest) = values.as_chunks::<LANES>();
+    for chunk in chunks {
+        for i in 0..LANES {
+            acc[i] += f(chunk[i]);
+        }
+    }
+    let mut sum = super::exact::fold_lanes(&acc);
+    for v in rest {
+        sum += f(*v);
+    }
+    sum
 }
 
 /// The last `capacity` points pushed, stored row by row in one flat buffer.
