@@ -1,6 +1,6 @@
 //! NCS throughput: exact and batched mode on seeded Gaussian mixtures at d = 16, 128 and 1000,
 //! single-threaded: this sets `RAYON_NUM_THREADS=1` so candle's matrix products use one thread.
-//! Each stream mixes `NCS_BENCH_CLUSTERS` (default 8) true clusters; `NCS_BENCH_DIMS=128`
+//! Each stream mixes `NCS_BENCH_CLUSTERS` (default 8 and 30) true clusters; `NCS_BENCH_DIMS=128`
 //! measures only the dimensions listed; `NCS_BENCH_CHUNKS=64,1024` also measures batched mode at
 //! other chunk sizes. Both modes run on the same stream, sized to take about 1.5 s in exact mode.
 
@@ -82,7 +82,7 @@ fn main() {
     unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     let mut chunks = vec![DEFAULT_CHUNK];
     chunks.extend(list("NCS_BENCH_CHUNKS", &[]));
-    let clusters = list("NCS_BENCH_CLUSTERS", &[8]);
+    let clusters = list("NCS_BENCH_CLUSTERS", &[8, 30]);
     for &k in &clusters {
         for dim in list("NCS_BENCH_DIMS", &[16, 128, 1000]) {
             let probe = gaussian_mixture(&MixtureSpec::new(k, dim, 20_000, 42));
@@ -90,15 +90,15 @@ fn main() {
             let m = gaussian_mixture(&MixtureSpec::new(k, dim, points, 42));
             let ((rate, cpu_rate), exact_labels, found) = exact(&m);
             println!(
-                "d={dim} exact: {rate:.0} points/s (per CPU second: {cpu_rate:.0}; {points} \
-                 points, {k} true clusters, {found} found)"
+                "d={dim} exact: {rate:.0} points/s (k={k}: {found} clusters found, {points} \
+                 points; per CPU second: {cpu_rate:.0})"
             );
             for &chunk in &chunks {
                 let ((rate, cpu_rate), labels, ratio) = batched(&m, chunk);
                 let ari = adjusted_rand_index(&exact_labels, &labels).unwrap_or(f64::NAN);
                 println!(
-                    "d={dim} batched: {rate:.0} points/s (per CPU second: {cpu_rate:.0}; chunk \
-                     {chunk}, {:.1}% of pairs recomputed, ARI vs exact {ari:.4})",
+                    "d={dim} batched: {rate:.0} points/s (k={k}: chunk {chunk}, {:.1}% of pairs \
+                     recomputed, ARI vs exact {ari:.4}; per CPU second: {cpu_rate:.0})",
                     ratio * 100.0
                 );
             }

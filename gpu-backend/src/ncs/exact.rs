@@ -4,10 +4,20 @@
 //! Where NCS.md is silent this follows the reference (version 8): similarities are clipped to
 //! [-1, 1] and are 0 when a norm is below 1e-10; a point refused because `max_clusters` are full
 //! also joins the outlier buffer; outlier groups only become clusters while there is room; the
-//! merge score clamps each compatibility term to [0, 1]; global metrics are only refreshed while
-//! there are clusters, quality only once the similarity history holds more than 10 values, and
-//! the quality history keeps the last 50 qualities; health is stored and refreshed on update,
-//! decay and merge (drops use the stored value).
+//! merge score clamps each compatibility term to [0, 1]; merged clusters keep the later
+//! `last_update`; global metrics start at 1 and are only refreshed while there are clusters,
+//! quality only once the similarity history holds more than 10 values; the quality history keeps
+//! the last 50 qualities; health is stored and refreshed on update, decay and merge (drops use the
+//! stored value).
+//!
+//! Fixed or chosen differently from the reference: cluster ids are stable and never reused; a
+//! merge pass folds the later cluster of a pair into the earlier one and removes it at once (the
+//! reference deletes by stale positions and can delete an unrelated cluster); the threshold is
+//! recomputed once per window of 10 time steps, without the reference's extra recomputation
+//! after its every-200-steps cache flush; a centroid update computes `(1 − lr)·c + lr·(0.7·p +
+//! 0.3·c)` as `(1 − 0.7·lr)·c + 0.7·lr·p` (equal up to rounding); outlier-buffer grouping
+//! compares squared distances with 1.5²; sums run in eight interleaved lanes (a fixed order, so
+//! results do not depend on the machine); values beyond ±1e10 are refused like non-finite ones.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -255,6 +265,12 @@ pub(crate) trait CentroidSearch {
 
     /// Squared distance from cluster `j`'s moved centroid to its drift reference.
     fn record_drift(&mut self, _j: usize, _drift2: f32) {}
+
+    /// An upper bound on the cosine between the centroids of the clusters with ids `a` and `b`,
+    /// if one is known without reading the centroids; lets a merge pass skip hopeless pairs.
+    fn merge_cosine_bound(&self, _a: u64, _b: u64) -> Option<f32> {
+        None
+    }
 }
 
 /// Scores a point against every centroid.
@@ -405,7 +421,7 @@ impl StreamState {
             }
         };
         if self.time_step.is_multiple_of(MAINTENANCE_PERIOD) {
-            self.maintain(work);
+            self.maintain(search, work);
         }
         result
     }
@@ -558,11 +574,11 @@ impl StreamState {
     }
 
     /// The every-50-points maintenance, in the order of NCS.md.
-    fn maintain(&mut self, work: &mut Workspace) {
+    fn maintain<S: CentroidSearch>(&mut self, search: &S, work: &mut Workspace) {
         self.drop_weak_clusters(work);
         self.decay();
         self.cluster_outlier_buffer(work);
-        self.merge_similar_clusters(work);
+        self.merge_similar_clusters(search, work);
         self.update_global_metrics();
     }
 
@@ -644,10 +660,10 @@ impl StreamState {
         work.temporal = None;
     }
 
-    fn merge_score(&self, i: usize, j: usize) -> f32 {
+    /// The merge score of clusters `i` and `j` with `geometric` (in [0, 1]) as the cosine term.
+    /// Monotone in `geometric`, so a bound on the cosine bounds the score.
+    fn merge_score_with(&self, i: usize, j: usize, geometric: f32) -> f32 {
         let (a, b) = (&self.clusters[i], &self.clusters[j]);
-        let dot = dist2_dot(self.centroid(i), self.centroid(j)).1;
-        let geometric = cosine(dot, a.norm, b.norm).max(0.0);
         let max_confidence = a.confidence.max(b.confidence);
         let confidence_gap = if max_confidence > 0.0 {
             ((a.confidence - b.confidence).abs() / max_confidence).min(1.0)
@@ -662,15 +678,42 @@ impl StreamState {
             + 0.15 * (1.0 - age_gap)
     }
 
+    fn merge_score(&self, i: usize, j: usize) -> f32 {
+        let dot = dist2_dot(self.centroid(i), self.centroid(j)).1;
+        let geometric = cosine(dot, self.clusters[i].norm, self.clusters[j].norm).max(0.0);
+        self.merge_score_with(i, j, geometric)
+    }
+
+    /// Whether clusters `i` and `j` can reach the merge threshold, judged without reading their
+    /// centroids where possible: with a perfect cosine, then with the search's bound (unless
+    /// `i` absorbed a cluster in this pass and so moved). Never false for a pair that merges.
+    fn may_merge<S: CentroidSearch>(&self, i: usize, j: usize, i_moved: bool, search: &S) -> bool {
+        let threshold = self.params.merge_threshold;
+        if self.merge_score_with(i, j, 1.0) < threshold {
+            return false;
+        }
+        if !i_moved
+            && let Some(bound) = search.merge_cosine_bound(self.clusters[i].id, self.clusters[j].id)
+        {
+            return self.merge_score_with(i, j, bound.clamp(0.0, 1.0)) >= threshold;
+        }
+        true
+    }
+
     /// Merges every pair whose score reaches the merge threshold. Pairs are visited in list
     /// order; a merge folds the later cluster into the earlier one (which keeps its id and goes
     /// on being compared) and removes the later one at once, so no position goes stale.
-    fn merge_similar_clusters(&mut self, work: &mut Workspace) {
+    fn merge_similar_clusters<S: CentroidSearch>(&mut self, search: &S, work: &mut Workspace) {
         let mut i = 0;
         while i < self.clusters.len() {
+            let mut moved = false;
             let mut j = i + 1;
             while j < self.clusters.len() {
-                if self.merge_score(i, j) >= self.params.merge_threshold && self.merge(i, j) {
+                if self.may_merge(i, j, moved, search)
+                    && self.merge_score(i, j) >= self.params.merge_threshold
+                    && self.merge(i, j)
+                {
+                    moved = true;
                     self.clusters_merged += 1;
                     work.structure_version += 1;
                 } else {
@@ -973,7 +1016,7 @@ mod tests {
     fn recovers_4_clusters_in_16_dimensions() {
         for seed in 1..=3 {
             let ari = ari_against_truth(4, 16, 4000, seed);
-            assert!(ari >= 0.75, "seed {seed}: ARI {ari}");
+            assert!(ari >= 0.8, "seed {seed}: ARI {ari}");
         }
     }
 
@@ -993,8 +1036,8 @@ mod tests {
         }
     }
 
-    // Measured: every injected point flagged in 5 of 6 runs (93% in the last); 2-4% of inliers
-    // flagged, most of them while a cluster is still unknown or the outlier buffer is incoherent.
+    // Measured: every injected point flagged in 5 of 6 runs (93% in the other); 1.5-3.5% of
+    // inliers flagged, mostly while a cluster is still unknown or the outlier buffer is incoherent.
     #[test]
     fn flags_injected_far_points() {
         for (clusters, dim) in [(4, 16), (8, 128)] {
@@ -1195,7 +1238,7 @@ mod tests {
         // the unrelated fourth cluster.
         let (mut state, mut work) =
             state_with_clusters(&[[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]);
-        state.merge_similar_clusters(&mut work);
+        state.merge_similar_clusters(&ExactSearch::default(), &mut work);
         let ids: Vec<u64> = state.clusters.iter().map(|c| c.id).collect();
         assert_eq!(ids, [0, 3]);
         assert_eq!(state.clusters[0].updates, 3);
@@ -1211,7 +1254,7 @@ mod tests {
         let (mut state, mut work) = state_with_clusters(&[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]);
         state.clusters[1].confidence = 0.1;
         state.time_step = 50;
-        state.maintain(&mut work);
+        state.maintain(&ExactSearch::default(), &mut work);
         let ids: Vec<u64> = state.clusters.iter().map(|c| c.id).collect();
         assert_eq!(ids, [0, 2]);
         assert_eq!(state.centroid(1), &[-1.0, 0.0]);
