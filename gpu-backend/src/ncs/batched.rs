@@ -113,17 +113,23 @@ impl BatchedNcs {
         for chunk in points.chunks(self.chunk) {
             let mut valid = 0;
             let mut refusal = None;
+            // A fresh stream takes its dimension from its first valid point.
+            let mut dim = self.stream.state.dim;
             for p in chunk {
                 let p = p.as_ref();
-                if let Err(source) = self.stream.state.validate(p) {
+                if let Err(source) = self.stream.state.validate_against(p, dim) {
                     refusal = Some(source);
                     break;
                 }
-                // The first valid point of a stream fixes its dimension; it is processed below.
-                self.stream.state.fix_dim(p.len());
+                dim = p.len();
                 valid += 1;
             }
-            self.run_chunk(&chunk[..valid], out)?;
+            if valid > 0 {
+                // Before the product: a fresh stream has no centroids, so no device call can
+                // fail between fixing its dimension and processing its first point.
+                self.stream.state.fix_dim(dim);
+                self.run_chunk(&chunk[..valid], out)?;
+            }
             if let Some(source) = refusal {
                 return Err(BatchError::Point {
                     index: offset + valid,
@@ -520,6 +526,35 @@ mod tests {
                 }
             }
         ));
+    }
+
+    #[test]
+    fn a_fresh_stream_takes_its_dimension_from_its_first_valid_point() {
+        let mut b = BatchedNcs::new(
+            NcsStream::new(AlgorithmParams::default()).unwrap(),
+            Device::Cpu,
+        );
+        let mut out = Vec::new();
+        let err = b
+            .process_batch(&[vec![f32::INFINITY, 1.0]], &mut out)
+            .unwrap_err();
+        assert!(matches!(err, BatchError::Point { index: 0, .. }));
+        assert_eq!(b.stream().stats().dimension, None);
+        let err = b
+            .process_batch(&[vec![1.0, 2.0], vec![1.0]], &mut out)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            BatchError::Point {
+                index: 1,
+                source: NcsError::DimensionMismatch {
+                    expected: 2,
+                    got: 1
+                }
+            }
+        ));
+        assert_eq!(out.len(), 1);
+        assert_eq!(b.stream().stats().dimension, Some(2));
     }
 
     #[test]

@@ -340,6 +340,11 @@ impl StreamState {
 
     /// Checks a point against the stream's limits and, once fixed, its dimension.
     pub fn validate(&self, point: &[f32]) -> Result<(), NcsError> {
+        self.validate_against(point, self.dim)
+    }
+
+    /// Like [`StreamState::validate`] with `dim` (0: any) as the expected dimension.
+    pub fn validate_against(&self, point: &[f32], dim: usize) -> Result<(), NcsError> {
         if point.is_empty() {
             return Err(NcsError::EmptyPoint);
         }
@@ -349,9 +354,9 @@ impl StreamState {
                 got: point.len(),
             });
         }
-        if self.dim != 0 && point.len() != self.dim {
+        if dim != 0 && point.len() != dim {
             return Err(NcsError::DimensionMismatch {
-                expected: self.dim,
+                expected: dim,
                 got: point.len(),
             });
         }
