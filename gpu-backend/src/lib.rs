@@ -26,3 +26,5 @@ pub mod server;
 pub mod store;
 
 pub use shared;
+
+pub mod ncs;
