@@ -7,6 +7,7 @@ pub mod error;
 pub mod gate;
 pub mod internal;
 pub mod jobs;
+pub mod ncs;
 pub mod servers;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -101,6 +102,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/admin/users", get(admin::users))
         .route("/api/v1/me/export", get(admin::export_me))
         .route("/api/v1/me", delete(admin::erase_me))
+        .route("/api/v1/process_points", post(ncs::process_points))
+        .route("/api/v1/clusters_summary", get(ncs::clusters_summary))
+        .route("/api/v1/algorithm_status", get(ncs::algorithm_status))
         .route("/api/v1/servers", get(servers::list))
         .route("/api/v1/servers/{id}/{action}", post(servers::control))
         .route("/metrics", get(metrics))

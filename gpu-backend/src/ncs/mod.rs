@@ -11,6 +11,7 @@
 pub mod batched;
 pub mod exact;
 pub mod jsonl;
+pub mod kernel;
 pub mod params;
 pub mod quality;
 pub mod ring;

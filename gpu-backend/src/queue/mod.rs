@@ -10,9 +10,19 @@ pub mod worker;
 pub use kernel::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult};
 pub use worker::{Worker, WorkerExit, WorkerOptions};
 
-/// Every kernel this build has, ready to run.
+/// Every kernel this build has, ready to run. NCS runs in exact mode unless
+/// `H200_NCS_MODE=batched`; batched mode uses the first CUDA device when the build has the
+/// `cuda` feature and one is present, else the CPU.
 pub fn available_kernels() -> Vec<std::sync::Arc<dyn Kernel>> {
-    vec![std::sync::Arc::new(noop::EchoKernel)]
+    let mode = match std::env::var("H200_NCS_MODE").as_deref() {
+        Ok("batched") => crate::ncs::Mode::Batched,
+        _ => crate::ncs::Mode::Exact,
+    };
+    let device = candle_core::Device::cuda_if_available(0).unwrap_or(candle_core::Device::Cpu);
+    vec![
+        std::sync::Arc::new(noop::EchoKernel),
+        std::sync::Arc::new(crate::ncs::kernel::NcsKernel::new(mode, device)),
+    ]
 }
 
 /// Starts `count` workers inside this process with every available kernel. Sending `true` on
