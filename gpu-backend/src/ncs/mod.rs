@@ -13,7 +13,7 @@ pub mod exact;
 pub mod jsonl;
 pub mod params;
 pub mod quality;
-pub mod ring;
+mod ring;
 pub mod synthetic;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
