@@ -1277,7 +1277,7 @@ mod tests {
         assert_eq!(state.clusters.len(), 2);
         let c = state.centroid(1);
         assert!((c[0] - 0.5 / 3.0).abs() < 1e-6 && (c[1] - 15.5 / 3.0).abs() < 1e-6);
-        assert!(state.outlier_buffer.is_empty());
+        assert_eq!(state.outlier_buffer.len(), 0);
     }
 
     #[test]

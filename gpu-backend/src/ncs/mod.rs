@@ -14,7 +14,7 @@ pub mod jsonl;
 pub mod kernel;
 pub mod params;
 pub mod quality;
-pub mod ring;
+mod ring;
 pub mod synthetic;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -41,11 +41,6 @@ impl ScalarRing {
         self.values.len()
     }
 
-    /// Whether the ring holds no value.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// The values in storage order (not oldest first once the ring has wrapped).
     pub fn values(&self) -> &[f32] {
         &self.values
@@ -153,11 +148,6 @@ impl PointRing {
         self.rows
     }
 
-    /// Whether the ring holds no point.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
     /// The `i`-th point, oldest first (`i < len()`).
     pub fn get(&self, i: usize) -> &[f32] {
         let physical = if self.rows < self.capacity {
@@ -207,7 +197,7 @@ mod tests {
         assert_eq!(r.get(0), &[2.0, 2.0]);
         assert_eq!(r.get(1), &[3.0, 3.0]);
         r.clear();
-        assert!(r.is_empty());
+        assert_eq!(r.len(), 0);
         r.push(&[4.0, 4.0]);
         assert_eq!(r.get(0), &[4.0, 4.0]);
     }
