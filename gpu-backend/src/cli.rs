@@ -62,6 +62,17 @@ pub enum Command {
     Dev(crate::dev::DevArgs),
     /// Pull jobs from the queue and run them on this machine's kernels.
     Worker(WorkerArgs),
+    /// Cluster a stream of points (one JSON array per line) with NCS; one JSON answer per line
+    /// on stdout, points/s on stderr. Also the NCS benchmark.
+    Ncs {
+        /// `exact` follows the reference point by point; `batched` scores chunks of points
+        /// against the centroids with one matrix product (on CUDA when built with `cuda`).
+        #[arg(long, env = "H200_NCS_MODE", value_enum, default_value = "exact")]
+        mode: NcsMode,
+        /// Read points from this file instead of standard input.
+        #[arg(long, env = "H200_NCS_INPUT")]
+        input: Option<std::path::PathBuf>,
+    },
     /// Measure parts of the system.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -90,6 +101,13 @@ pub struct WorkerArgs {
     /// Longest idle wait, in milliseconds, before looking for work without a wake-up.
     #[arg(long, env = "H200_WORKER_POLL_MS", default_value_t = 1000)]
     pub poll_ms: u64,
+}
+
+/// `h200 ncs --mode`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NcsMode {
+    Exact,
+    Batched,
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             seal,
         }) => rotate_keys(&data_dir, edge, seal),
         Command::Worker(args) => run_worker(args).await,
+        Command::Ncs { mode, input } => run_ncs(mode, input),
         Command::Bench(BenchCommand::Queue {
             database_url,
             jobs,
@@ -283,6 +302,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+fn run_ncs(mode: NcsMode, input: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let mode = match mode {
+        NcsMode::Exact => crate::ncs::Mode::Exact,
+        NcsMode::Batched => crate::ncs::Mode::Batched,
+    };
+    let device = candle_core::Device::cuda_if_available(0).unwrap_or(candle_core::Device::Cpu);
+    let stdout = std::io::stdout().lock();
+    let stats = match input {
+        Some(path) => {
+            let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            crate::ncs::run_jsonl(mode, std::io::BufReader::new(file), stdout, &device)?
+        }
+        None => crate::ncs::run_jsonl(mode, std::io::stdin().lock(), stdout, &device)?,
+    };
+    eprintln!(
+        "{} points in {:.3} s: {:.0} points/s ({:?} mode, {:?})",
+        stats.points,
+        stats.seconds,
+        stats.points as f64 / stats.seconds.max(1e-9),
+        mode,
+        device
+    );
+    Ok(())
 }
 
 async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
