@@ -13,6 +13,8 @@
 //! - [`pipeline`]: the stages in order, from a request to a response.
 //! - [`memory`]: in-process state (rate buckets, deny-list, IP blocks, caches) for the native
 //!   server and single-isolate runtimes.
+//! - [`token_cache`]: access tokens whose signature already verified, so a repeated token skips
+//!   the signature check (never the time checks or the deny-list).
 //! - `native` (feature `native`): the axum server, the reqwest upstream and the audit fan-out.
 
 pub mod config;
@@ -21,6 +23,7 @@ pub mod message;
 pub mod pipeline;
 pub mod ports;
 pub mod stage;
+pub mod token_cache;
 
 #[cfg(feature = "native")]
 pub mod native;

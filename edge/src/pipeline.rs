@@ -26,6 +26,7 @@ use crate::stage::sign::{self, Outbound};
 use crate::stage::{
     Refusal, authorize, cors, intrusion, rate_limit, request_id, respond, validate,
 };
+use crate::token_cache::VerifiedTokenCache;
 
 /// The login route, whose 401 answers count as failed logins.
 pub const LOGIN_PATH: &str = "/auth/login";
@@ -91,6 +92,9 @@ pub struct Pipeline<R, S, U> {
     clock: Box<dyn Clock>,
     entropy: Box<dyn Entropy>,
     audit: Box<dyn AuditSink>,
+    /// Access tokens whose signature verified against the cached JWKS, so a repeated token
+    /// skips the signature check (expiry and deny-list are still checked per request).
+    verified_tokens: VerifiedTokenCache,
 }
 
 impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
@@ -112,6 +116,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             clock,
             entropy,
             audit,
+            verified_tokens: VerifiedTokenCache::default(),
         }
     }
 
@@ -141,6 +146,10 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
 
     pub fn audit(&self) -> &dyn AuditSink {
         self.audit.as_ref()
+    }
+
+    pub fn verified_tokens(&self) -> &VerifiedTokenCache {
+        &self.verified_tokens
     }
 
     /// Answers one request. Never fails: every refusal is a problem+json response with its
@@ -345,15 +354,24 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
     }
 
     /// Verifies a Bearer token against the cached JWKS; an unknown `kid` (or no cache yet)
-    /// refetches the JWKS once, at most as often as the configured quota allows.
+    /// refetches the JWKS once, at most as often as the configured quota allows. A token that
+    /// verified against the same key set before skips the signature check, not the time checks.
     async fn verify_bearer(&self, token: &str, now_ms: u64) -> Result<VerifiedToken, Refusal> {
         let policy = &self.config.token_policy;
         let now_secs = now_ms / 1000;
         let cached = self.state.key_set().await.map_err(unavailable)?;
         if let Some(keys) = &cached {
+            if let Some(verified) = self.verified_tokens.get(keys, policy, token, now_secs) {
+                return Ok(verified);
+            }
             match authenticate::verify_token(keys, policy, token, now_secs) {
                 Err(TokenError::UnknownKeyId(_)) => {}
-                other => return other.map_err(|e| authenticate::token_refusal(&e)),
+                Ok(verified) => {
+                    self.verified_tokens
+                        .insert(keys, token, &verified, now_secs);
+                    return Ok(verified);
+                }
+                Err(error) => return Err(authenticate::token_refusal(&error)),
             }
         }
         let allowed = rate_limit::check(
@@ -377,8 +395,11 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             .refresh_keys()
             .await
             .map_err(|e| Refusal::new(ErrorCode::UpstreamUnavailable).with_detail(e.to_string()))?;
-        authenticate::verify_token(&keys, policy, token, now_secs)
-            .map_err(|e| authenticate::token_refusal(&e))
+        let verified = authenticate::verify_token(&keys, policy, token, now_secs)
+            .map_err(|e| authenticate::token_refusal(&e))?;
+        self.verified_tokens
+            .insert(&keys, token, &verified, now_secs);
+        Ok(verified)
     }
 
     /// Fetches the backend's JWKS and replaces the cached key set.
@@ -899,6 +920,46 @@ mod tests {
             .filter(|p| p.starts_with(API_KEYS_PATH))
             .count();
         assert_eq!(lookups, 1);
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_checked_for_revocation_expiry_and_key_rotation() {
+        let rig = rig();
+        let bearer = format!("Bearer {}", rig.token("viewer", "jti-cached"));
+        let get = |rig: &Rig| rig.send("GET", "/api/v1/rules", &[("authorization", &bearer)], b"");
+        assert_eq!(get(&rig).status, 200);
+        assert_eq!(rig.pipeline.verified_tokens().len(), 1);
+        assert_eq!(get(&rig).status, 200);
+
+        block_on(rig.pipeline.state().deny("jti-cached", NOW_MS + 3_600_000)).expect("memory");
+        let revoked = get(&rig);
+        assert_eq!(
+            (revoked.status, code(&revoked).as_str()),
+            (401, "REVOKED_TOKEN")
+        );
+
+        let rig = self::rig();
+        assert_eq!(get(&rig).status, 200);
+        let policy = rig.pipeline.config().token_policy.clone();
+        let expiry_ms = (policy.access_ttl_secs + policy.leeway_secs + 1) * 1000;
+        rig.clock.0.store(NOW_MS + expiry_ms, Ordering::SeqCst);
+        let expired = get(&rig);
+        assert_eq!(
+            (expired.status, code(&expired).as_str()),
+            (401, "EXPIRED_TOKEN")
+        );
+
+        let rig = self::rig();
+        assert_eq!(get(&rig).status, 200);
+        let other = SigningKey::generate_ed25519("kid-2", [6u8; 32]).expect("key");
+        let mut rotated = KeySet::new();
+        rotated.insert(other.verification_key());
+        block_on(rig.pipeline.state().replace_key_set(Arc::new(rotated))).expect("memory");
+        let retired = get(&rig);
+        assert_eq!(
+            retired.status, 401,
+            "a key dropped from the JWKS no longer admits its tokens"
+        );
     }
 
     #[test]

@@ -130,6 +130,19 @@ pub enum BenchCommand {
         #[arg(long, env = "H200_BENCH_NAIVE_JOBS", default_value_t = 2_000)]
         naive_jobs: usize,
     },
+    /// Requests/s, latency and CPU per request through the full edge pipeline against a plain
+    /// pass-through proxy, all in this process on loopback, and each stage's cost alone.
+    Edge {
+        /// Measured requests per target (edge and pass-through each).
+        #[arg(long, env = "H200_BENCH_REQUESTS", default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent keep-alive connections of the client.
+        #[arg(long, env = "H200_BENCH_CONCURRENCY", default_value_t = 8)]
+        concurrency: usize,
+        /// Requests per target sent before measuring.
+        #[arg(long, env = "H200_BENCH_WARMUP", default_value_t = 2_000)]
+        warmup: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +294,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             for figure in crate::queue::bench::run(&store, bench).await? {
                 println!("{figure}");
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Edge {
+            requests,
+            concurrency,
+            warmup,
+        }) => {
+            let bench = crate::bench_edge::EdgeBench {
+                requests,
+                concurrency,
+                warmup,
+            };
+            for line in
+                crate::bench_edge::on_own_thread(move || crate::bench_edge::run(bench)).await?
+            {
+                println!("{line}");
             }
             Ok(())
         }

@@ -10,9 +10,11 @@
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
 //! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
 //! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point); [`edge`] and
-//!   [`dev`] start the native edge gateway and the whole system on one machine.
+//!   [`dev`] start the native edge gateway and the whole system on one machine; [`bench_edge`]
+//!   measures the edge pipeline against a plain proxy.
 
 pub mod auth;
+pub mod bench_edge;
 pub mod cli;
 pub mod config;
 pub mod dev;
