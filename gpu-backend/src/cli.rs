@@ -343,7 +343,8 @@ fn run_ncs(mode: NcsMode, input: Option<std::path::PathBuf>) -> anyhow::Result<(
     let stdout = std::io::stdout().lock();
     let stats = match input {
         Some(path) => {
-            let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
             crate::ncs::run_jsonl(mode, std::io::BufReader::new(file), stdout, &device)?
         }
         None => crate::ncs::run_jsonl(mode, std::io::stdin().lock(), stdout, &device)?,

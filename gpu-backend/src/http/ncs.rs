@@ -34,19 +34,32 @@ fn stream_key(owner: &str, stream: &str) -> String {
 
 fn check_stream_name(stream: &str) -> ApiResult<()> {
     let ok = (1..=64).contains(&stream.len())
-        && stream.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        && stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::field(ErrorCode::ValidationFailed, "stream", "must be 1 to 64 of [A-Za-z0-9_.:-]"))
+        Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            "stream",
+            "must be 1 to 64 of [A-Za-z0-9_.:-]",
+        ))
     }
 }
 
 /// `POST /api/v1/process_points`.
-pub async fn process_points(State(state): State<SharedState>, caller: Caller, body: Bytes) -> ApiResult<Response> {
+pub async fn process_points(
+    State(state): State<SharedState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
     caller.require(Permission::ClustersWrite)?;
     let request: ProcessPointsRequest = parse_valid(&body)?;
-    let stream = request.stream.clone().unwrap_or_else(|| DEFAULT_STREAM.to_owned());
+    let stream = request
+        .stream
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STREAM.to_owned());
     let overrides = request
         .algorithm_params
         .as_ref()
@@ -59,11 +72,18 @@ pub async fn process_points(State(state): State<SharedState>, caller: Caller, bo
         .unwrap_or_default();
     let payload = NcsJob {
         stream: stream.clone(),
-        points: request.points.iter().map(|p| p.iter().map(|&v| v as f32).collect()).collect(),
+        points: request
+            .points
+            .iter()
+            .map(|p| p.iter().map(|&v| v as f32).collect())
+            .collect(),
         overrides,
     };
     let owner = caller.principal.subject.clone();
-    let mut job = NewJob::new(NCS_KIND, serde_json::to_value(&payload).map_err(|_| ApiError::new(ErrorCode::Internal))?);
+    let mut job = NewJob::new(
+        NCS_KIND,
+        serde_json::to_value(&payload).map_err(|_| ApiError::new(ErrorCode::Internal))?,
+    );
     job.owner = Some(owner.clone());
     job.partition_key = Some(stream_key(&owner, &stream));
     job.max_attempts = 3;
@@ -91,7 +111,11 @@ pub async fn process_points(State(state): State<SharedState>, caller: Caller, bo
             // Not an error of the caller's: the job stays queued and will still update the stream.
             Err(ApiError::detail(
                 ErrorCode::UpstreamTimeout,
-                format!("job {} did not finish within {} ms; it is still queued", finished.id, timeout.as_millis()),
+                format!(
+                    "job {} did not finish within {} ms; it is still queued",
+                    finished.id,
+                    timeout.as_millis()
+                ),
             ))
         }
     }
@@ -114,7 +138,11 @@ pub struct SummaryQuery {
     offset: Option<usize>,
 }
 
-async fn load_stream(state: &SharedState, owner: &str, stream: &str) -> ApiResult<Option<StreamRecord>> {
+async fn load_stream(
+    state: &SharedState,
+    owner: &str,
+    stream: &str,
+) -> ApiResult<Option<StreamRecord>> {
     check_stream_name(stream)?;
     let Some((saved, _)) = state.store.stream_state(&stream_key(owner, stream)).await? else {
         return Ok(None);
@@ -126,12 +154,20 @@ async fn load_stream(state: &SharedState, owner: &str, stream: &str) -> ApiResul
 }
 
 /// `GET /api/v1/clusters_summary`.
-pub async fn clusters_summary(State(state): State<SharedState>, caller: Caller, Query(query): Query<SummaryQuery>) -> ApiResult<Response> {
+pub async fn clusters_summary(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Query(query): Query<SummaryQuery>,
+) -> ApiResult<Response> {
     caller.require(Permission::ClustersRead)?;
     let stream = query.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned());
     let limit = query.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::field(ErrorCode::ValidationFailed, "limit", "must be 1 to 1000"));
+        return Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            "limit",
+            "must be 1 to 1000",
+        ));
     }
     if let Some(status) = query.health_status.as_deref()
         && !matches!(status, "healthy" | "warning" | "critical" | "inactive")
@@ -143,15 +179,20 @@ pub async fn clusters_summary(State(state): State<SharedState>, caller: Caller, 
         ));
     }
     let record = load_stream(&state, &caller.principal.subject, &stream).await?;
-    let clusters = record.as_ref().map(|r| r.stream.clusters_summary()).unwrap_or_default();
+    let clusters = record
+        .as_ref()
+        .map(|r| r.stream.clusters_summary())
+        .unwrap_or_default();
     let matching: Vec<_> = clusters
         .into_iter()
         .filter(|c| query.min_size.is_none_or(|min| c.update_count >= min))
         .filter(|c| {
-            query
-                .health_status
-                .as_deref()
-                .is_none_or(|s| serde_json::to_value(c.health_status).ok().and_then(|v| v.as_str().map(|v| v == s)) == Some(true))
+            query.health_status.as_deref().is_none_or(|s| {
+                serde_json::to_value(c.health_status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|v| v == s))
+                    == Some(true)
+            })
         })
         .collect();
     let total = matching.len();
@@ -191,11 +232,18 @@ pub struct StatusQuery {
 }
 
 /// `GET /api/v1/algorithm_status`.
-pub async fn algorithm_status(State(state): State<SharedState>, caller: Caller, Query(query): Query<StatusQuery>) -> ApiResult<Response> {
+pub async fn algorithm_status(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Query(query): Query<StatusQuery>,
+) -> ApiResult<Response> {
     caller.require(Permission::ClustersRead)?;
     let stream = query.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned());
     let Some(record) = load_stream(&state, &caller.principal.subject, &stream).await? else {
-        return Err(ApiError::detail(ErrorCode::NotFound, format!("no stream named {stream} yet")));
+        return Err(ApiError::detail(
+            ErrorCode::NotFound,
+            format!("no stream named {stream} yet"),
+        ));
     };
     let stats = record.stream.stats();
     let metrics = record.stream.metrics();

@@ -58,7 +58,9 @@ impl StreamRecord {
 /// A refusal of the whole job, reported as the job's result (the job itself ran): the stream is
 /// left as it was.
 fn refusal(code: shared::ErrorCode, detail: String) -> KernelResult {
-    Ok(JobOutput::result(json!({ "error": { "code": code.as_str(), "detail": detail } })))
+    Ok(JobOutput::result(
+        json!({ "error": { "code": code.as_str(), "detail": detail } }),
+    ))
 }
 
 /// Runs `ncs` jobs in exact or batched mode.
@@ -77,14 +79,16 @@ impl NcsKernel {
         let request: NcsJob = serde_json::from_value(job.payload.clone())
             .map_err(|e| KernelError::Invalid(format!("ncs payload: {e}")))?;
         let mut record = match job.partition_state.as_deref() {
-            Some(saved) => serde_json::from_str::<StreamRecord>(saved)
-                .map_err(|e| KernelError::Failed(format!("saved stream state is unreadable: {e}")))?,
+            Some(saved) => serde_json::from_str::<StreamRecord>(saved).map_err(|e| {
+                KernelError::Failed(format!("saved stream state is unreadable: {e}"))
+            })?,
             None => {
                 let params = match AlgorithmParams::with_overrides(&request.overrides) {
                     Ok(params) => params,
                     Err(e) => return refusal(shared::ErrorCode::ValidationFailed, e.to_string()),
                 };
-                let stream = NcsStream::new(params).map_err(|e| KernelError::Invalid(e.to_string()))?;
+                let stream =
+                    NcsStream::new(params).map_err(|e| KernelError::Invalid(e.to_string()))?;
                 StreamRecord {
                     stream,
                     overrides: request.overrides.clone(),
@@ -94,10 +98,16 @@ impl NcsKernel {
                 }
             }
         };
-        if job.partition_state.is_some() && request.overrides != AlgorithmOverrides::default() && request.overrides != record.overrides {
+        if job.partition_state.is_some()
+            && request.overrides != AlgorithmOverrides::default()
+            && request.overrides != record.overrides
+        {
             return refusal(
                 shared::ErrorCode::Conflict,
-                format!("stream {} already runs with other algorithm_params; start a new stream to change them", request.stream),
+                format!(
+                    "stream {} already runs with other algorithm_params; start a new stream to change them",
+                    request.stream
+                ),
             );
         }
         // All or nothing: check every point against the stream before changing it.
@@ -107,7 +117,10 @@ impl NcsKernel {
             if point.len() != expected {
                 return refusal(
                     shared::ErrorCode::DimensionMismatch,
-                    format!("point {index} has {} dimensions; the stream's points have {expected}", point.len()),
+                    format!(
+                        "point {index} has {} dimensions; the stream's points have {expected}",
+                        point.len()
+                    ),
                 );
             }
         }
@@ -121,19 +134,26 @@ impl NcsKernel {
                         Ok(result) => results.push(result),
                         Err(e) => return refusal(e.code(), format!("point {index}: {e}")),
                     }
-                    record.latencies_us.push(point_started.elapsed().as_secs_f32() * 1e6);
+                    record
+                        .latencies_us
+                        .push(point_started.elapsed().as_secs_f32() * 1e6);
                 }
             }
             Mode::Batched => {
                 let mut batched = BatchedNcs::new(record.stream.clone(), self.device.clone());
                 if let Err(e) = batched.process_batch(&request.points, &mut results) {
                     return match e {
-                        super::BatchError::Point { index, source } => refusal(source.code(), format!("point {index}: {source}")),
-                        super::BatchError::Device(e) => Err(KernelError::Failed(format!("device: {e}"))),
+                        super::BatchError::Point { index, source } => {
+                            refusal(source.code(), format!("point {index}: {source}"))
+                        }
+                        super::BatchError::Device(e) => {
+                            Err(KernelError::Failed(format!("device: {e}")))
+                        }
                     };
                 }
                 record.stream = batched.into_stream();
-                let per_point = started.elapsed().as_secs_f32() * 1e6 / request.points.len().max(1) as f32;
+                let per_point =
+                    started.elapsed().as_secs_f32() * 1e6 / request.points.len().max(1) as f32;
                 for _ in 0..request.points.len().min(LATENCY_WINDOW) {
                     record.latencies_us.push(per_point);
                 }
@@ -142,7 +162,12 @@ impl NcsKernel {
         let elapsed = started.elapsed().as_secs_f64();
         record.processing_secs += elapsed;
         record.jobs += 1;
-        let outliers: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_outlier).map(|(i, _)| i).collect();
+        let outliers: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_outlier)
+            .map(|(i, _)| i)
+            .collect();
         let result = json!({
             "stream": request.stream,
             "results": results,
@@ -152,8 +177,12 @@ impl NcsKernel {
             "points_processed": results.len(),
             "clusters_found": record.stream.stats().clusters,
         });
-        let state = serde_json::to_string(&record).map_err(|e| KernelError::Failed(format!("saving the stream: {e}")))?;
-        Ok(JobOutput { result, partition_state: Some(state) })
+        let state = serde_json::to_string(&record)
+            .map_err(|e| KernelError::Failed(format!("saving the stream: {e}")))?;
+        Ok(JobOutput {
+            result,
+            partition_state: Some(state),
+        })
     }
 }
 
@@ -184,6 +213,10 @@ pub fn job_refusal(result: &Value) -> Option<(String, String)> {
     let error = result.get("error")?;
     Some((
         error.get("code")?.as_str()?.to_owned(),
-        error.get("detail").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        error
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
     ))
 }
