@@ -195,12 +195,7 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
 pub async fn erase_me(State(state): State<SharedState>, caller: Caller) -> ApiResult<StatusCode> {
     let user_id = caller.require_user()?.to_owned();
     state.store.delete_user(&user_id).await?;
-    if let Some(jti) = caller.principal.token_id.as_deref() {
-        let issuer = state.tokens();
-        let expires = crate::store::now_ms()
-            + (issuer.policy().access_ttl_secs + issuer.policy().leeway_secs) as i64 * 1000;
-        state.store.revoke_token(jti, expires).await?;
-    }
+    super::auth::deny_presented_token(&state, &caller).await?;
     audit(
         &state,
         &caller,

@@ -282,11 +282,7 @@ pub async fn refresh(
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
     match state.store.use_refresh_token(&verified.jwt_id).await? {
         RefreshUse::Rotated { user_id, family_id } if family_id == family => {
-            let user = state
-                .store
-                .user_by_id(&user_id)
-                .await?
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
+            let user = caller_record(&state, &user_id).await?;
             let (body, jti, expires) = token_response(&state, &user, &family, verified.claims.mfa)?;
             state
                 .store
@@ -309,6 +305,26 @@ pub async fn refresh(
     }
 }
 
+/// Puts the caller's access token on the deny-list. An access token lives at most its TTL
+/// (plus leeway) from issue, so the entry outlives it.
+pub(crate) async fn deny_presented_token(state: &SharedState, caller: &Caller) -> ApiResult<()> {
+    if let Some(jti) = caller.principal.token_id.as_deref() {
+        let policy = state.tokens().policy().clone();
+        let expires_ms = now_ms() + (policy.access_ttl_secs + policy.leeway_secs) as i64 * 1000;
+        state.store.revoke_token(jti, expires_ms).await?;
+    }
+    Ok(())
+}
+
+/// The calling user's record; a token whose user is gone is no longer valid.
+async fn caller_record(state: &SharedState, user_id: &str) -> ApiResult<UserRecord> {
+    state
+        .store
+        .user_by_id(user_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))
+}
+
 /// `POST /auth/logout`: the presented access token goes on the deny-list; a refresh token in the
 /// body also ends its family.
 pub async fn logout(
@@ -318,16 +334,11 @@ pub async fn logout(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let user_id = caller.require_user()?.to_owned();
-    let jti = caller
-        .principal
-        .token_id
-        .clone()
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
-    // An access token lives at most its TTL (plus leeway) from issue, so this outlives it.
+    if caller.principal.token_id.is_none() {
+        return Err(ApiError::new(ErrorCode::InvalidToken));
+    }
+    deny_presented_token(&state, &caller).await?;
     let issuer = state.tokens();
-    let expires_ms =
-        now_ms() + (issuer.policy().access_ttl_secs + issuer.policy().leeway_secs) as i64 * 1000;
-    state.store.revoke_token(&jti, expires_ms).await?;
     if !body.is_empty() {
         let request: LogoutRequest = json_body(&headers, &body)?;
         if let Some(token) = request.refresh_token
@@ -352,11 +363,7 @@ pub async fn logout(
 /// `POST /auth/mfa/setup`: a new TOTP secret, shown once; MFA turns on at the first verified code.
 pub async fn mfa_setup(State(state): State<SharedState>, caller: Caller) -> ApiResult<Response> {
     let user_id = caller.require_user()?;
-    let user = state
-        .store
-        .user_by_id(user_id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
+    let user = caller_record(&state, user_id).await?;
     if user.mfa_enabled {
         return Err(ApiError::detail(
             ErrorCode::Conflict,
@@ -398,11 +405,7 @@ pub async fn mfa_verify(
 ) -> ApiResult<Response> {
     let user_id = caller.require_user()?;
     let request: MfaVerifyRequest = json_body(&headers, &body)?;
-    let user = state
-        .store
-        .user_by_id(user_id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
+    let user = caller_record(&state, user_id).await?;
     if user.mfa_secret_sealed.is_none() {
         return Err(ApiError::detail(
             ErrorCode::Conflict,
@@ -550,11 +553,7 @@ pub async fn change_password(
 ) -> ApiResult<StatusCode> {
     let user_id = caller.require_user()?.to_owned();
     let request: PasswordChangeRequest = json_body(&headers, &body)?;
-    let user = state
-        .store
-        .user_by_id(&user_id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
+    let user = caller_record(&state, &user_id).await?;
     if let Err(reason) = crate::auth::password::check_policy(&request.new_password) {
         return Err(ApiError::field(
             ErrorCode::WeakPassword,
