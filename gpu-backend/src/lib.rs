@@ -8,6 +8,7 @@
 //! - [`auth`]: users, passwords, tokens, MFA and API keys.
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
 //! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
+//! - [`mug`]: the Mug Positioning kernel: YOLOv8 detector, positioning, placement rules.
 //! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point).
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod mug;
 pub mod seal;
 pub mod server;
 pub mod store;
