@@ -383,7 +383,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<()> {
 
 fn train_detector(args: &TrainDetectorArgs) -> anyhow::Result<()> {
     use crate::mug::train::{TrainConfig, train};
-    if args.batch == 0 || args.image_size < 32 || args.image_size % 32 != 0 {
+    if args.batch == 0 || args.image_size < 32 || !args.image_size.is_multiple_of(32) {
         bail!("--batch must be at least 1 and --image-size a multiple of 32");
     }
     let config = TrainConfig {

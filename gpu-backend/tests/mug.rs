@@ -630,3 +630,66 @@ fn drafted_rules_pass_the_api_validation_and_evaluate() {
     let near = evaluate_analysis(&stored, &analysis_with(&[bx(320.0, 200.0, 360.0, 280.0)]));
     assert!(near.matches.is_empty());
 }
+
+// ---- loading other weights ----
+
+#[test]
+fn coco_shaped_yolov8n_weights_load_with_coco_names() {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use gpu_backend::mug::model::{Mode, ModelShape, Variant, YoloV8};
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let shape = ModelShape {
+        multiples: Variant::N.multiples(),
+        classes: 80,
+    };
+    YoloV8::load(vb, shape, Mode::Train).unwrap();
+    let tensors: std::collections::HashMap<String, candle_core::Tensor> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("h200-mug-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("yolov8n.safetensors");
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let detector = Detector::from_file(&path).unwrap();
+    assert_eq!(detector.classes().len(), 80);
+    assert_eq!(detector.classes()[41], "cup");
+    assert_eq!(detector.input_size(), 640);
+    assert!(
+        detector.version().starts_with("yolov8-n-"),
+        "{}",
+        detector.version()
+    );
+    let image = image::RgbImage::from_pixel(96, 64, image::Rgb([200, 200, 200]));
+    let options = AnalyzeOptions {
+        input_size: Some(64),
+        ..AnalyzeOptions::default()
+    };
+    let analysis = detector.analyze_image(&image, &options).unwrap();
+    let allowed = ["cup", "wine glass", "bottle", "bowl"];
+    assert!(
+        analysis
+            .detections
+            .iter()
+            .all(|d| allowed.contains(&d.class_name.as_str()))
+    );
+
+    let mut partial = tensors;
+    partial.remove("net.b4.0.conv.weight");
+    let broken = dir.join("broken.safetensors");
+    candle_core::safetensors::save(&partial, &broken).unwrap();
+    assert!(matches!(
+        Detector::from_file(&broken),
+        Err(MugError::UnsupportedModel(_))
+    ));
+    assert!(matches!(
+        Detector::from_safetensors(b"not a safetensors file", &Device::Cpu),
+        Err(MugError::UnsupportedModel(_))
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -170,7 +170,7 @@ pub fn mug_facts(analysis: &Analysis) -> Vec<Value> {
 /// Disabled rules are skipped and listed.
 pub fn evaluate(rules: &[StoredRule], facts: &[Value]) -> Evaluation {
     let mut order: Vec<&StoredRule> = rules.iter().collect();
-    order.sort_by(|a, b| b.rule.priority.cmp(&a.rule.priority));
+    order.sort_by_key(|r| std::cmp::Reverse(r.rule.priority));
     let mut matches = Vec::new();
     let mut skipped = Vec::new();
     for stored in order {
