@@ -56,6 +56,10 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Find and position the mugs in an image; prints the analysis as JSON.
+    Detect(DetectArgs),
+    /// Train the mug detector on synthetic scenes (progress on stderr, resumable).
+    TrainDetector(TrainDetectorArgs),
     /// Serve the edge gateway (the public API) in front of a backend.
     Edge(crate::edge::EdgeArgs),
     /// Run the whole system on this machine: backend and edge, SQLite in the data folder.
@@ -143,6 +147,64 @@ pub enum BenchCommand {
         #[arg(long, env = "H200_BENCH_WARMUP", default_value_t = 2_000)]
         warmup: usize,
     },
+}
+
+/// Arguments of `h200 detect`.
+#[derive(Debug, clap::Args)]
+pub struct DetectArgs {
+    /// The image: JPEG, PNG or WebP, at most 4096 pixels a side.
+    pub image: std::path::PathBuf,
+    /// YOLOv8 weights in safetensors (candle naming); the shipped mug detector when absent.
+    #[arg(long, env = "H200_MUG_MODEL")]
+    pub model: Option<std::path::PathBuf>,
+    /// Detections below this confidence are dropped.
+    #[arg(long, env = "H200_MUG_CONFIDENCE", default_value_t = crate::mug::postprocess::DEFAULT_CONFIDENCE)]
+    pub confidence: f32,
+    /// Overlap above which a weaker box of the same class is suppressed.
+    #[arg(long, env = "H200_MUG_IOU", default_value_t = crate::mug::postprocess::DEFAULT_IOU)]
+    pub iou: f32,
+    /// Scale of the photo, for offsets in millimetres.
+    #[arg(long, env = "H200_CALIBRATION_MM_PER_PIXEL")]
+    pub calibration_mm_per_pixel: Option<f32>,
+    /// Longer side of the network input (default: the model's own, 640 for COCO weights).
+    #[arg(long, env = "H200_MUG_IMAGE_SIZE")]
+    pub image_size: Option<u32>,
+}
+
+/// Arguments of `h200 train-detector`.
+#[derive(Debug, clap::Args)]
+pub struct TrainDetectorArgs {
+    /// Where the trained weights go; the checkpoint is written beside it (`.ckpt`).
+    #[arg(
+        long,
+        env = "H200_TRAIN_OUT",
+        default_value = "gpu-backend/models/mug-detector.safetensors"
+    )]
+    pub out: std::path::PathBuf,
+    /// Total optimizer steps.
+    #[arg(long, env = "H200_TRAIN_STEPS", default_value_t = 2000)]
+    pub steps: usize,
+    /// Scenes per step.
+    #[arg(long, env = "H200_TRAIN_BATCH", default_value_t = 16)]
+    pub batch: usize,
+    /// Side of the square training input, a multiple of 32.
+    #[arg(long, env = "H200_TRAIN_IMAGE_SIZE", default_value_t = 256)]
+    pub image_size: u32,
+    /// Seed of the scene stream.
+    #[arg(long, env = "H200_TRAIN_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Continue from the checkpoint beside `--out` when there is one.
+    #[arg(long, env = "H200_TRAIN_RESUME")]
+    pub resume: bool,
+    /// Peak learning rate.
+    #[arg(long, env = "H200_TRAIN_LEARNING_RATE", default_value_t = 2e-3)]
+    pub learning_rate: f64,
+    /// Held-out scenes to measure mAP@0.5 on after training (0 to skip).
+    #[arg(long, env = "H200_TRAIN_EVAL_IMAGES", default_value_t = 200)]
+    pub eval_images: usize,
+    /// Only measure mAP@0.5 of the weights at `--out`; do not train.
+    #[arg(long, env = "H200_TRAIN_EVALUATE_ONLY")]
+    pub evaluate_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,6 +383,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("serving the edge")
         }
         Command::Dev(args) => crate::dev::run(args).await,
+        Command::Detect(args) => detect(&args),
+        Command::TrainDetector(args) => train_detector(&args),
         Command::Audit(AuditCommand::Verify { store }) => {
             let db = open_store(&store).await?;
             match db.verify_audit_chain().await {
@@ -480,6 +544,82 @@ pub fn rotate_keys(data_dir: &std::path::Path, edge: bool, seal: bool) -> anyhow
         let version = file.rotate()?;
         write_private_json(&paths.seal(), &file)?;
         println!("seal key rotated: new version {version}");
+    }
+    Ok(())
+}
+
+fn detect(args: &DetectArgs) -> anyhow::Result<()> {
+    use crate::mug::{AnalyzeOptions, Detector, postprocess::Thresholds};
+    for (name, value) in [("confidence", args.confidence), ("iou", args.iou)] {
+        if !(0.0..=1.0).contains(&value) {
+            bail!("--{name} must be between 0 and 1");
+        }
+    }
+    if let Some(mm) = args.calibration_mm_per_pixel
+        && !(mm.is_finite() && mm > 0.0 && mm <= shared::body::analysis::MAX_MM_PER_PIXEL)
+    {
+        bail!("--calibration-mm-per-pixel must be above 0 and at most 100");
+    }
+    let detector = match &args.model {
+        Some(path) => Detector::from_file(path)
+            .with_context(|| format!("loading the model {}", path.display()))?,
+        None => Detector::shipped().context("loading the shipped mug detector")?,
+    };
+    let bytes =
+        std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
+    let options = AnalyzeOptions {
+        thresholds: Thresholds {
+            confidence: args.confidence,
+            iou: args.iou,
+        },
+        reference_point: None,
+        mm_per_pixel: args.calibration_mm_per_pixel,
+        input_size: args.image_size,
+    };
+    let analysis = detector
+        .analyze(&bytes, None, &options)
+        .with_context(|| format!("analysing {}", args.image.display()))?;
+    println!("{}", serde_json::to_string_pretty(&analysis)?);
+    Ok(())
+}
+
+fn train_detector(args: &TrainDetectorArgs) -> anyhow::Result<()> {
+    use crate::mug::train::{TrainConfig, train};
+    if args.batch == 0 || args.image_size < 32 || !args.image_size.is_multiple_of(32) {
+        bail!("--batch must be at least 1 and --image-size a multiple of 32");
+    }
+    let config = TrainConfig {
+        out: args.out.clone(),
+        steps: args.steps,
+        batch: args.batch,
+        image_size: args.image_size,
+        seed: args.seed,
+        resume: args.resume,
+        learning_rate: args.learning_rate,
+        ..TrainConfig::default()
+    };
+    if !args.evaluate_only {
+        let summary = train(&config).context("training the detector")?;
+        eprintln!(
+            "trained {} steps in {:.0} s this run; mean loss of the last steps {:.3}; weights in {}",
+            summary.steps,
+            summary.seconds,
+            summary.final_loss,
+            args.out.display()
+        );
+    }
+    if args.eval_images > 0 {
+        let detector = crate::mug::Detector::from_file(&args.out)
+            .with_context(|| format!("loading {}", args.out.display()))?;
+        let started = std::time::Instant::now();
+        let map =
+            crate::mug::metrics::evaluate_synthetic(&detector, args.eval_images, args.image_size)?;
+        println!(
+            "mAP@0.5 on {} held-out synthetic scenes ({} px): {map:.4} ({:.1} s)",
+            args.eval_images,
+            args.image_size,
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

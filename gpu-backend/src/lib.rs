@@ -9,6 +9,7 @@
 //! - [`queue`]: the kernel trait and the workers that pull jobs from the store's queue.
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
 //! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
+//! - [`mug`]: the Mug Positioning kernel: YOLOv8 detector, positioning, placement rules.
 //! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point); [`edge`] and
 //!   [`dev`] start the native edge gateway and the whole system on one machine; [`bench_edge`]
 //!   measures the edge pipeline against a plain proxy.
@@ -22,6 +23,7 @@ pub mod edge;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod mug;
 pub mod queue;
 pub mod seal;
 pub mod server;

@@ -1,0 +1,461 @@
+//! Mug Positioning: a YOLOv8 detector in candle, where each mug stands in the frame, placement
+//! rules and their natural-language drafting, plus the synthetic scenes and training loop that
+//! produce the shipped model.
+//!
+//! - [`model`]: the network (YOLOv8 n/s/m/l/x and the shipped pico variant) under the tensor
+//!   names of YOLOv8 weights converted for candle.
+//! - [`preprocess`] → [`Detector`] → [`postprocess`] → [`positioning`]: bytes to an [`Analysis`].
+//! - [`rules`] evaluates placement rules against an analysis; [`language`] drafts a rule from a
+//!   sentence.
+//! - [`synthetic`], [`train`] and [`metrics`]: the scene generator, the training loop and mAP@0.5.
+//!
+//! The shipped weights (`models/mug-detector.safetensors`) are compiled into the crate with
+//! `include_bytes!`, so the binary works wherever it is copied; `--model` loads another file.
+
+pub mod language;
+pub mod metrics;
+pub mod model;
+pub mod positioning;
+pub mod postprocess;
+pub mod preprocess;
+pub mod rules;
+pub mod synthetic;
+pub mod train;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use shared::upload::UploadError;
+
+use model::{Mode, ModelShape, Variant, YoloV8};
+use positioning::{Frame, Point, Positioning};
+use postprocess::{RawDetection, Thresholds};
+
+/// The shipped model: YOLOv8-p trained on the project's synthetic scenes, one class (`mug`).
+pub const SHIPPED_WEIGHTS: &[u8] = include_bytes!("../../models/mug-detector.safetensors");
+
+/// Class names that count as a mug: the shipped model's `mug`, and the COCO classes the seed
+/// counted (`cup`, `wine glass`, `bottle`, `bowl`), plus `glass`.
+pub const MUG_LIKE_CLASSES: [&str; 6] = ["mug", "cup", "glass", "wine glass", "bottle", "bowl"];
+
+/// Longer side of the network input when the weights do not say.
+pub const DEFAULT_INPUT_SIZE: u32 = 640;
+
+/// The 80 COCO class names, in the order of YOLOv8's COCO checkpoints.
+pub const COCO_CLASSES: [&str; 80] = [
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+    "mouse",
+    "remote",
+    "keyboard",
+];
+
+/// What went wrong in the mug pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum MugError {
+    /// The upload fails the image policy (type, header, dimensions).
+    #[error("image refused: {0}")]
+    Upload(#[from] UploadError),
+    /// The image passed the header check but does not decode within the limits.
+    #[error("the image does not decode: {0}")]
+    Decode(String),
+    /// The weights are not a YOLOv8 checkpoint this code can run.
+    #[error("unsupported model: {0}")]
+    UnsupportedModel(String),
+    /// A tensor operation failed.
+    #[error("tensor operation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// Reading or writing a file failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A detected mug in the seed's response shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// The box and its confidence.
+    pub bbox: BoundingBox,
+    /// The class name (`mug` for the shipped model; `cup`, `bottle`, … for COCO weights).
+    pub class_name: String,
+}
+
+/// A box in image pixels with its detection confidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundingBox {
+    /// Upper-left corner.
+    pub top_left: Point,
+    /// Lower-right corner.
+    pub bottom_right: Point,
+    /// Detection confidence, 0 to 1.
+    pub confidence: f32,
+}
+
+impl BoundingBox {
+    /// The box as corner coordinates.
+    pub fn to_xyxy(&self) -> postprocess::BoxXyxy {
+        postprocess::BoxXyxy {
+            x1: self.top_left.x,
+            y1: self.top_left.y,
+            x2: self.bottom_right.x,
+            y2: self.bottom_right.y,
+        }
+    }
+}
+
+/// The result of analysing one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// Every mug found, best first.
+    pub detections: Vec<Detection>,
+    /// One entry per detection, same order.
+    pub positioning: Vec<Positioning>,
+    /// How many mugs were found.
+    pub mug_count: usize,
+    /// Wall time of decode, detection and positioning, in milliseconds.
+    pub processing_time_ms: f64,
+    /// Which weights produced the detections.
+    pub model_version: String,
+}
+
+/// How an image is analysed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AnalyzeOptions {
+    /// Confidence and IoU thresholds.
+    pub thresholds: Thresholds,
+    /// Offsets are measured from this point (image pixels); the image centre when `None`.
+    pub reference_point: Option<Point>,
+    /// Millimetres per pixel, for offsets in millimetres.
+    pub mm_per_pixel: Option<f32>,
+    /// Longer side of the network input; the model's own size when `None`.
+    pub input_size: Option<u32>,
+}
+
+/// A loaded detector: the network, its class names and which of them count as mugs.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    model: YoloV8,
+    classes: Vec<String>,
+    mug_classes: Vec<usize>,
+    input_size: u32,
+    version: String,
+    device: Device,
+}
+
+/// The device detection runs on: the first CUDA GPU when built with `cuda` and one is present,
+/// otherwise the CPU.
+pub fn default_device() -> Device {
+    #[cfg(feature = "cuda")]
+    {
+        if let Ok(device) = Device::cuda_if_available(0) {
+            return device;
+        }
+    }
+    Device::Cpu
+}
+
+impl Detector {
+    /// The shipped mug detector, on [`default_device`].
+    pub fn shipped() -> Result<Detector, MugError> {
+        Detector::from_safetensors(SHIPPED_WEIGHTS, &default_device())
+    }
+
+    /// Loads YOLOv8 weights from a safetensors file (the candle naming), on [`default_device`].
+    pub fn from_file(path: &std::path::Path) -> Result<Detector, MugError> {
+        let bytes = std::fs::read(path)?;
+        Detector::from_safetensors(&bytes, &default_device())
+    }
+
+    /// Loads YOLOv8 weights from safetensors bytes. The variant and class count are read from
+    /// the tensor shapes; class names from the `classes` metadata entry (comma-separated), else
+    /// the COCO names for an 80-class model, else `class_0`, `class_1`, …; the input size from
+    /// the `input_size` metadata entry, else [`DEFAULT_INPUT_SIZE`].
+    pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Detector, MugError> {
+        let unsupported = |e: &dyn std::fmt::Display| MugError::UnsupportedModel(e.to_string());
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| unsupported(&e))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let tensors = candle_core::safetensors::load_buffer(bytes, device)?;
+        let shape = infer_shape(&tensors)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let model = YoloV8::load(vb, shape, Mode::Inference).map_err(|e| unsupported(&e))?;
+        let classes = class_names(metadata.get("classes").map(String::as_str), shape.classes);
+        let mut mug_classes: Vec<usize> = classes
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| MUG_LIKE_CLASSES.contains(&name.as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        if mug_classes.is_empty() {
+            mug_classes = (0..classes.len()).collect();
+        }
+        let input_size = metadata
+            .get("input_size")
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|s| (32..=4096).contains(s))
+            .unwrap_or(DEFAULT_INPUT_SIZE);
+        let digest = hex::encode(&sha2::Sha256::digest(bytes)[..4]);
+        let variant = Variant::ALL
+            .into_iter()
+            .find(|v| v.multiples() == shape.multiples)
+            .map_or("custom", Variant::name);
+        let name = metadata
+            .get("name")
+            .cloned()
+            .unwrap_or_else(|| "yolov8".to_owned());
+        Ok(Detector {
+            model,
+            classes,
+            mug_classes,
+            input_size,
+            version: format!("{name}-{variant}-{digest}"),
+            device: device.clone(),
+        })
+    }
+
+    /// The class names, by class index.
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// Names the weights: the `name` metadata entry (or `yolov8`), the variant and the first
+    /// four bytes of the SHA-256 of the file.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The longer side of the network input used when the caller does not choose one.
+    pub fn input_size(&self) -> u32 {
+        self.input_size
+    }
+
+    /// The network.
+    pub fn model(&self) -> &YoloV8 {
+        &self.model
+    }
+
+    /// Finds the mugs in `image` (mug-like classes only, see [`MUG_LIKE_CLASSES`]), best first,
+    /// boxes in image pixels. `input_size` is the longer side of the network input (rounded up
+    /// to a multiple of 32).
+    pub fn detect(
+        &self,
+        image: &RgbImage,
+        thresholds: &Thresholds,
+        input_size: u32,
+    ) -> Result<Vec<Detection>, MugError> {
+        let (input, letterbox) = preprocess::letterbox_tensor(image, input_size, &self.device)?;
+        let raw = self.detect_raw(&input, thresholds)?;
+        Ok(raw
+            .into_iter()
+            .map(|d| {
+                let bbox = postprocess::to_image_box(&d.bbox, &letterbox);
+                Detection {
+                    bbox: BoundingBox {
+                        top_left: Point {
+                            x: bbox.x1,
+                            y: bbox.y1,
+                        },
+                        bottom_right: Point {
+                            x: bbox.x2,
+                            y: bbox.y2,
+                        },
+                        confidence: d.score,
+                    },
+                    class_name: self.classes.get(d.class).cloned().unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// Runs the network on one prepared `(1, 3, h, w)` input and returns its mug detections in
+    /// input coordinates.
+    pub fn detect_raw(
+        &self,
+        input: &Tensor,
+        thresholds: &Thresholds,
+    ) -> Result<Vec<RawDetection>, MugError> {
+        let pred = self.model.predict(input)?.squeeze(0)?;
+        let (rows, anchors) = pred.dims2()?;
+        let values = pred.flatten_all()?.to_vec1::<f32>()?;
+        Ok(postprocess::detections_from_predictions(
+            &values,
+            rows.saturating_sub(4),
+            anchors,
+            thresholds,
+            Some(&self.mug_classes),
+        ))
+    }
+
+    /// Decodes `bytes` under the upload policy and the decode limits, finds the mugs and
+    /// positions each of them.
+    pub fn analyze(
+        &self,
+        bytes: &[u8],
+        declared_content_type: Option<&str>,
+        options: &AnalyzeOptions,
+    ) -> Result<Analysis, MugError> {
+        let started = Instant::now();
+        let image = preprocess::decode_image(bytes, declared_content_type)?;
+        let mut analysis = self.analyze_image(&image, options)?;
+        analysis.processing_time_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(analysis)
+    }
+
+    /// Finds and positions the mugs of an already decoded image.
+    pub fn analyze_image(
+        &self,
+        image: &RgbImage,
+        options: &AnalyzeOptions,
+    ) -> Result<Analysis, MugError> {
+        let started = Instant::now();
+        let size = options.input_size.unwrap_or(self.input_size);
+        let detections = self.detect(image, &options.thresholds, size)?;
+        let frame = Frame {
+            width: image.width(),
+            height: image.height(),
+            reference_point: options.reference_point,
+            mm_per_pixel: options.mm_per_pixel,
+        };
+        let positioning = detections
+            .iter()
+            .enumerate()
+            .map(|(i, d)| positioning::position(i, &d.bbox.to_xyxy(), d.bbox.confidence, &frame))
+            .collect();
+        Ok(Analysis {
+            mug_count: detections.len(),
+            detections,
+            positioning,
+            processing_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+            model_version: self.version.clone(),
+        })
+    }
+}
+
+fn class_names(listed: Option<&str>, count: usize) -> Vec<String> {
+    if let Some(list) = listed {
+        let names: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+        if names.len() == count {
+            return names;
+        }
+    }
+    if count == COCO_CLASSES.len() {
+        return COCO_CLASSES.iter().map(|s| (*s).to_owned()).collect();
+    }
+    (0..count).map(|i| format!("class_{i}")).collect()
+}
+
+/// Reads the variant and class count from the tensor shapes of a YOLOv8 checkpoint.
+fn infer_shape(tensors: &HashMap<String, Tensor>) -> Result<ModelShape, MugError> {
+    let dim0 = |name: &str| -> Result<usize, MugError> {
+        let tensor = tensors
+            .get(name)
+            .ok_or_else(|| MugError::UnsupportedModel(format!("missing tensor {name}")))?;
+        Ok(tensor.dims().first().copied().unwrap_or(0))
+    };
+    let stem = dim0("net.b1.0.conv.weight")?;
+    let deep = dim0("net.b4.0.conv.weight")?;
+    let classes = dim0("head.cv3.0.2.weight")?;
+    let count = |prefix: &str| {
+        (0..)
+            .take_while(|i| {
+                tensors.contains_key(&format!("{prefix}.bottleneck.{i}.cv1.conv.weight"))
+            })
+            .count()
+    };
+    let (short, long) = (count("net.b2.0"), count("net.b2.2"));
+    let variant = Variant::ALL.into_iter().find(|v| {
+        let m = v.multiples();
+        (64. * m.width) as usize == stem
+            && (512. * m.width * m.ratio) as usize == deep
+            && (3. * m.depth).round() as usize == short
+            && (6. * m.depth).round() as usize == long
+    });
+    match variant {
+        Some(v) if classes > 0 => Ok(ModelShape {
+            multiples: v.multiples(),
+            classes,
+        }),
+        _ => Err(MugError::UnsupportedModel(format!(
+            "no YOLOv8 variant has a {stem}-channel stem, {deep} deep channels and {short}/{long} bottlenecks (classes: {classes})"
+        ))),
+    }
+}
