@@ -99,7 +99,11 @@ fn peer_address(value: &str) -> String {
 /// Delivers the request's audit events and pulls the revocation feed when it is due.
 async fn after_response(pipeline: &SpinPipeline, audit: &Arc<BufferedAudit>) {
     let now_ms = pipeline.clock().now_ms();
-    let webhook = pipeline.config().webhook.as_ref().map(|w| SpinUpstream::new(&w.url));
+    let webhook = pipeline
+        .config()
+        .webhook
+        .as_ref()
+        .map(|w| SpinUpstream::new(&w.url));
     let events = audit.take();
     if !events.is_empty() {
         let delivery = fanout::deliver(

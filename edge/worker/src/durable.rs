@@ -103,7 +103,8 @@ impl DurableObject for EdgeStateObject {
                 }
                 times.push(now_ms);
                 storage.put(EVENTS, &times).await?;
-                self.expire_at(Some(now_ms.saturating_add(window_ms))).await?;
+                self.expire_at(Some(now_ms.saturating_add(window_ms)))
+                    .await?;
                 Response::from_json(&u32::try_from(times.len()).unwrap_or(u32::MAX))
             }
             Op::Clear => {
@@ -155,7 +156,8 @@ impl Objects {
         let stub = self.namespace.id_from_name(name)?.get_stub()?;
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
-        let body = serde_json::to_string(op).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let body =
+            serde_json::to_string(op).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
@@ -171,7 +173,11 @@ impl Objects {
         response.json().await
     }
 
-    async fn ask<T: DeserializeOwned>(&self, name: &str, op: Op) -> std::result::Result<T, StateError> {
+    async fn ask<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        op: Op,
+    ) -> std::result::Result<T, StateError> {
         self.call(name, &op)
             .await
             .map_err(|e| StateError(e.to_string()))
@@ -223,7 +229,11 @@ impl DurableState {
 const CURSOR: &str = "revocation-cursor";
 
 impl EdgeState for DurableState {
-    async fn is_denied(&self, token_id: &str, now_ms: u64) -> std::result::Result<bool, StateError> {
+    async fn is_denied(
+        &self,
+        token_id: &str,
+        now_ms: u64,
+    ) -> std::result::Result<bool, StateError> {
         let until: Option<u64> = self
             .objects
             .ask(&format!("deny:{token_id}"), Op::After { now_ms })
@@ -231,7 +241,11 @@ impl EdgeState for DurableState {
         Ok(until.is_some())
     }
 
-    async fn deny(&self, token_id: &str, expires_at_ms: u64) -> std::result::Result<(), StateError> {
+    async fn deny(
+        &self,
+        token_id: &str,
+        expires_at_ms: u64,
+    ) -> std::result::Result<(), StateError> {
         let op = Op::Put {
             value: expires_at_ms,
             expires_at_ms: Some(expires_at_ms),

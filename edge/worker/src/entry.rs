@@ -75,7 +75,7 @@ fn gateway(env: &Env) -> Result<Rc<Gateway>, String> {
 }
 
 #[event(fetch)]
-async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let gateway = match gateway(&env) {
         Ok(gateway) => gateway,
         Err(error) => {
@@ -101,8 +101,9 @@ async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<R
         headers,
         client_ip,
     };
-    let body = WorkerBody(request.stream().ok());
-    let response = gateway.pipeline.handle(edge_request, body).await;
+    let mut body = WorkerBody::new(request);
+    let response = gateway.pipeline.handle(edge_request, &mut body).await;
+    body.discard().await;
     after_response(&gateway, &ctx);
     into_worker(response)
 }

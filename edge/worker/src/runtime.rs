@@ -58,7 +58,9 @@ impl FetchUpstream {
         init.with_method(Method::from(request.method))
             .with_headers(headers);
         if !request.body.is_empty() {
-            init.with_body(Some(js_sys::Uint8Array::from(request.body.as_slice()).into()));
+            init.with_body(Some(
+                js_sys::Uint8Array::from(request.body.as_slice()).into(),
+            ));
         }
         let url = format!("{}{}", self.base_url, request.path_and_query);
         let outgoing = Request::new_with_init(&url, &init)?;
@@ -79,12 +81,52 @@ impl Upstream for FetchUpstream {
     }
 }
 
-/// The client's body as the runtime streams it; `None` for requests without one.
-pub struct WorkerBody(pub Option<ByteStream>);
+/// The client's body as the runtime streams it, opened on the first read.
+pub struct WorkerBody {
+    request: Option<Request>,
+    stream: Option<ByteStream>,
+}
+
+impl WorkerBody {
+    pub fn new(request: Request) -> Self {
+        WorkerBody {
+            request: Some(request),
+            stream: None,
+        }
+    }
+}
+
+/// Most bytes of an unread body discarded after the response; a larger rest is left to the
+/// runtime, which then drops the connection.
+const MAX_DISCARD: usize = 1 << 20;
+
+impl WorkerBody {
+    /// Reads and drops what the pipeline left of the body (at most [`MAX_DISCARD`] bytes), so a
+    /// kept-alive client connection stays usable after an early refusal.
+    pub async fn discard(&mut self) {
+        let mut discarded = 0;
+        while discarded < MAX_DISCARD {
+            match self.next_chunk().await {
+                Ok(Some(chunk)) => discarded += chunk.len(),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
+impl BodySource for &mut WorkerBody {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, BodyError> {
+        WorkerBody::next_chunk(self).await
+    }
+}
 
 impl BodySource for WorkerBody {
     async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, BodyError> {
-        let Some(stream) = self.0.as_mut() else {
+        if let Some(mut request) = self.request.take() {
+            // A request without a body has no stream: it reads as empty.
+            self.stream = request.stream().ok();
+        }
+        let Some(stream) = self.stream.as_mut() else {
             return Ok(None);
         };
         loop {

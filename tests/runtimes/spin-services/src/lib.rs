@@ -56,7 +56,8 @@ mod services {
             let target = path(&key);
             let mut nonce = [0u8; 8];
             getrandom::fill(&mut nonce).map_err(|e| KvError::Other(e.to_string()))?;
-            let temporary = target.with_extension(format!("tmp-{:016x}", u64::from_le_bytes(nonce)));
+            let temporary =
+                target.with_extension(format!("tmp-{:016x}", u64::from_le_bytes(nonce)));
             std::fs::write(&temporary, value).map_err(other)?;
             std::fs::rename(&temporary, &target).map_err(other)
         }
