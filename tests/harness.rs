@@ -2,10 +2,10 @@
 //! ephemeral port with users of every role and an API key, find the pinned runtime tools, and
 //! turn a finished backend plus an edge URL into a [`Fixture`].
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -147,22 +147,6 @@ pub fn wait_healthy(url: &str, limit: Duration) {
         assert!(Instant::now() < deadline, "{url} never became healthy");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Reads `stdout` until a line starting with `prefix`; returns the rest of that line.
-pub fn wait_for_line(stdout: ChildStdout, prefix: &str, limit: Duration) -> String {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let wanted = prefix.to_owned();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix(&wanted) {
-                let _ = sender.send(rest.trim().to_owned());
-            }
-        }
-    });
-    receiver
-        .recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("no `{prefix}` line within {limit:?}"))
 }
 
 /// A running backend with a temporary data folder, users of every role and an API key.

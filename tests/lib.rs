@@ -1,9 +1,10 @@
 //! End-to-end scenarios over real HTTP. The scenario list is shared by every edge runtime: a
 //! runtime's test starts its edge and a backend, prepares a [`Fixture`] (users of every role, an
 //! API key, the edge key) and calls [`run_all`]. [`harness`] starts the backend and finds the
-//! runtime tools for those tests.
+//! tools, [`runtimes`] starts the wasm runtimes.
 
 pub mod harness;
+pub mod runtimes;
 
 use std::future::Future;
 use std::pin::Pin;
