@@ -24,11 +24,26 @@ pub const ROLES: [&str; 7] = [
     "viewer", "analyst", "manager", "admin", "readonly", "user", "service",
 ];
 
-/// A child process killed when dropped, however the test ends.
+/// A child process killed when dropped, however the test ends. A process started with
+/// [`Running::group`] leads its own process group, and the whole group is killed: Miniflare's
+/// `workerd` outlives a killed `node` otherwise.
 pub struct Running(pub Child);
+
+impl Running {
+    /// Spawns `command` as the leader of a new process group.
+    pub fn group(command: &mut Command) -> std::io::Result<Running> {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0).spawn().map(Running)
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

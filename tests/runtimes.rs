@@ -98,17 +98,18 @@ pub fn start_worker(script: &Path, overrides: &[(&str, String)]) -> Served {
         "durableObjects": durable_objects,
     });
     let url = format!("http://127.0.0.1:{}", options["port"]);
-    let process = Command::new("node")
-        .arg(root.join("tests/runtimes/miniflare.mjs"))
-        .arg(options.to_string())
-        .current_dir(&root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("node runs (Node 20 or later is required)");
+    let process = Running::group(
+        Command::new("node")
+            .arg(root.join("tests/runtimes/miniflare.mjs"))
+            .arg(options.to_string())
+            .current_dir(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null()),
+    )
+    .expect("node runs (Node 20 or later is required)");
     Served {
         url,
-        _process: Running(process),
+        _process: process,
     }
 }
 
