@@ -1,6 +1,10 @@
 //! End-to-end scenarios over real HTTP. The scenario list is shared by every edge runtime: a
 //! runtime's test starts its edge and a backend, prepares a [`Fixture`] (users of every role, an
-//! API key, the edge key) and calls [`run_all`].
+//! API key, the edge key) and calls [`run_all`]. [`harness`] starts the backend and finds the
+//! tools, [`runtimes`] starts the wasm runtimes.
+
+pub mod harness;
+pub mod runtimes;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -233,6 +237,18 @@ impl Answer {
     }
 }
 
+/// An error with its causes, so a failed connection says why.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 async fn read(response: Response) -> Result<Answer, String> {
     let status = response.status();
     let headers = response.headers().clone();
@@ -258,7 +274,7 @@ impl Caller {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, String> {
-        read(request.send().await.map_err(|e| e.to_string())?).await
+        read(request.send().await.map_err(|e| error_chain(&e))?).await
     }
 
     fn user(&self, role: &str) -> Result<&TestUser, String> {

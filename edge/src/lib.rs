@@ -11,6 +11,10 @@
 //!   check, authentication, authorization, rate limit, body validation, signing, audit); each
 //!   enforces a policy of [`shared`] and never re-implements it.
 //! - [`pipeline`]: the stages in order, from a request to a response.
+//! - [`settings`]: the named settings of the wasm runtimes (Cloudflare vars, Spin variables)
+//!   turned into that config.
+//! - [`fanout`]: audit delivery (signed ingest batches, the signed webhook) and the buffer the
+//!   wasm runtimes drain after each response.
 //! - [`memory`]: in-process state (rate buckets, deny-list, IP blocks, caches) for the native
 //!   server and single-isolate runtimes.
 //! - [`token_cache`]: access tokens whose signature already verified, so a repeated token skips
@@ -18,10 +22,12 @@
 //! - `native` (feature `native`): the axum server, the reqwest upstream and the audit fan-out.
 
 pub mod config;
+pub mod fanout;
 pub mod memory;
 pub mod message;
 pub mod pipeline;
 pub mod ports;
+pub mod settings;
 pub mod stage;
 pub mod token_cache;
 

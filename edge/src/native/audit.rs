@@ -6,16 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use shared::audit::{AuditBatch, AuditEvent, MAX_BATCH_EVENTS};
+use shared::audit::{AuditEvent, MAX_BATCH_EVENTS};
 use shared::signing::MessageSigningKey;
 use tokio::sync::mpsc;
 
 use super::{HttpUpstream, OsEntropy, SystemClock};
 use crate::config::WebhookConfig;
-use crate::pipeline::AUDIT_PATH;
-use crate::ports::{AuditSink, Clock, Upstream, UpstreamRequest};
-use crate::stage::audit::{WEBHOOK_SIGNATURE_HEADER, webhook_signature};
-use crate::stage::sign::{self, Outbound};
+use crate::fanout;
+use crate::ports::{AuditSink, Clock, Upstream};
 
 /// Events the buffer holds before new ones are dropped (and counted).
 pub const DEFAULT_AUDIT_BUFFER: usize = 10_000;
@@ -103,7 +101,7 @@ impl AuditFanout {
             }
         }
         let count = events.len() as u64;
-        let Ok(body) = serde_json::to_vec(&AuditBatch { events }) else {
+        let Some(body) = fanout::batch_body(events) else {
             self.dropped.fetch_add(count, Ordering::Relaxed);
             return;
         };
@@ -121,17 +119,8 @@ impl AuditFanout {
             if let Some(delay) = attempt.checked_sub(1).and_then(|i| RETRY_DELAYS.get(i)) {
                 tokio::time::sleep(*delay).await;
             }
-            let request_id = format!("edge-audit-{}", SystemClock.now_ms());
-            let outbound = Outbound {
-                method: "POST",
-                path: AUDIT_PATH,
-                query: None,
-                body: body.to_vec(),
-                principal: None,
-                request_id: &request_id,
-                headers: vec![("content-type".into(), "application/json".into())],
-            };
-            let Ok(signed) = sign::sign(outbound, &self.key, SystemClock.now_ms(), &OsEntropy)
+            let Some(signed) =
+                fanout::ingest_request(body, &self.key, SystemClock.now_ms(), &OsEntropy)
             else {
                 return false;
             };
@@ -145,16 +134,7 @@ impl AuditFanout {
     }
 
     async fn post_webhook(&self, webhook: &WebhookConfig, body: Vec<u8>) {
-        let signature = webhook_signature(&webhook.secret, &body);
-        let request = UpstreamRequest {
-            method: "POST".into(),
-            path_and_query: String::new(),
-            headers: vec![
-                ("content-type".into(), "application/json".into()),
-                (WEBHOOK_SIGNATURE_HEADER.into(), signature),
-            ],
-            body,
-        };
+        let request = fanout::webhook_request(webhook, body);
         match self.upstream.send_to(&webhook.url, request).await {
             Ok(response) if (200..300).contains(&response.status) => {}
             Ok(response) => tracing::warn!(status = response.status, "audit webhook refused"),

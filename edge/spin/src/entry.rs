@@ -1,0 +1,168 @@
+//! The component's HTTP handler: builds the pipeline from Spin variables over key-value, answers
+//! the request, and only after the response is sent delivers the audit events and, every few
+//! seconds, pulls the revocation feed.
+
+use std::sync::Arc;
+
+use edge::fanout::{self, BufferedAudit};
+use edge::settings;
+use edge::shared::ErrorCode;
+use edge::stage::{Refusal, respond};
+use edge::{EdgeConfig, EdgeRequest, EdgeResponse, Pipeline};
+use futures::SinkExt;
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http_component;
+
+use crate::kv::{Kv, KvRates, KvState};
+use crate::runtime::{SpinBody, SpinUpstream, WasiClock, WasiEntropy};
+
+/// The header Spin sets to the connecting client's `address:port`.
+const CLIENT_ADDRESS_HEADER: &str = "spin-client-addr";
+/// When the revocation feed was last pulled (ms), in key-value.
+const LAST_SYNC_KEY: &str = "revocation-sync-at";
+/// How often the revocation feed is pulled.
+const REVOCATION_SYNC_MS: u64 = 5_000;
+
+type SpinPipeline = Pipeline<KvRates, KvState, SpinUpstream>;
+
+fn config() -> Result<EdgeConfig, String> {
+    settings::edge_config(|name| spin_sdk::variables::get(name).ok()).map_err(|e| e.to_string())
+}
+
+#[http_component]
+async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let config = match config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("edge configuration: {error}");
+            return send(response_out, unavailable("edge-unconfigured")).await;
+        }
+    };
+    let kv = match Kv::open() {
+        Ok(kv) => Arc::new(kv),
+        Err(error) => {
+            eprintln!("{error}");
+            return send(response_out, unavailable("edge-no-state")).await;
+        }
+    };
+    let audit = BufferedAudit::new(fanout::DEFAULT_BUFFER);
+    let upstream = SpinUpstream::new(&config.backend_url);
+    let pipeline: SpinPipeline = Pipeline::new(
+        config,
+        KvRates(kv.clone()),
+        KvState(kv),
+        upstream,
+        Box::new(WasiClock),
+        Box::new(WasiEntropy),
+        Box::new(audit.clone()),
+    );
+
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .entries()
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((name.to_ascii_lowercase(), String::from_utf8(value).ok()?))
+        })
+        .collect();
+    let peer = headers
+        .iter()
+        .find(|(name, _)| name == CLIENT_ADDRESS_HEADER)
+        .map(|(_, value)| peer_address(value));
+    let client_ip = pipeline.config().client_ip(&headers, peer.as_deref());
+    let path_and_query = request.path_with_query().unwrap_or_else(|| "/".into());
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (path_and_query, None),
+    };
+    let edge_request = EdgeRequest {
+        method: request.method().to_string(),
+        path,
+        query,
+        headers,
+        client_ip,
+    };
+    let body = SpinBody(Box::pin(request.into_body_stream()));
+    let response = pipeline.handle(edge_request, body).await;
+    send(response_out, response).await;
+    after_response(&pipeline, &audit).await;
+}
+
+/// The address part of Spin's `address:port` (IPv6 addresses come bracketed).
+fn peer_address(value: &str) -> String {
+    value
+        .parse::<std::net::SocketAddr>()
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_else(|_| value.to_owned())
+}
+
+/// Delivers the request's audit events and pulls the revocation feed when it is due.
+async fn after_response(pipeline: &SpinPipeline, audit: &Arc<BufferedAudit>) {
+    let now_ms = pipeline.clock().now_ms();
+    let webhook = pipeline
+        .config()
+        .webhook
+        .as_ref()
+        .map(|w| SpinUpstream::new(&w.url));
+    let events = audit.take();
+    if !events.is_empty() {
+        let delivery = fanout::deliver(
+            events,
+            pipeline.config(),
+            pipeline.upstream(),
+            webhook.as_ref(),
+            now_ms,
+            pipeline.entropy(),
+        )
+        .await;
+        if delivery.lost > 0 {
+            eprintln!("audit ingest lost {} events", delivery.lost);
+        }
+        if !delivery.webhook_ok {
+            eprintln!("audit webhook refused a batch");
+        }
+    }
+    let Ok(store) = spin_sdk::key_value::Store::open_default() else {
+        return;
+    };
+    let last: u64 = store
+        .get(LAST_SYNC_KEY)
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok()?.parse().ok())
+        .unwrap_or(0);
+    if now_ms.saturating_sub(last) < REVOCATION_SYNC_MS {
+        return;
+    }
+    let _ = store.set(LAST_SYNC_KEY, now_ms.to_string().as_bytes());
+    if let Err(error) = pipeline.sync_revocations().await {
+        eprintln!("revocation sync failed: {error}");
+    }
+}
+
+/// 503 with no detail: the component cannot work (settings or state missing).
+fn unavailable(request_id: &str) -> EdgeResponse {
+    let mut response =
+        respond::refusal_response(&Refusal::new(ErrorCode::ServiceUnavailable), request_id);
+    respond::finish(&mut response, request_id, &[], None);
+    response
+}
+
+async fn send(response_out: ResponseOutparam, response: EdgeResponse) {
+    let fields: Vec<(String, Vec<u8>)> = response
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .collect();
+    let headers = Fields::from_list(&fields).unwrap_or_else(|_| Fields::new());
+    let outgoing = OutgoingResponse::new(headers);
+    if outgoing.set_status_code(response.status).is_err() {
+        let _ = outgoing.set_status_code(500);
+    }
+    let mut body = outgoing.take_body();
+    response_out.set(outgoing);
+    if !response.body.is_empty() && body.send(response.body).await.is_err() {
+        eprintln!("the client went away before the response was written");
+    }
+    let _ = body.close().await;
+}

@@ -1,0 +1,218 @@
+//! The edge's state in Spin key-value: GCRA timestamps, the deny-list and its cursor, IP blocks,
+//! event counters, and the JWKS and API-key caches (a Spin component gets a fresh instance per
+//! request, so nothing survives in memory).
+//!
+//! Consistency: Spin key-value 2.0 has no compare-and-set. [`KvRates::compare_and_set`] reads,
+//! compares and writes within one instance, which is atomic only where requests for a key do not
+//! interleave: a single Spin process serialises nothing, so two concurrent requests of one client
+//! may both pass a limit by one. On SpinKube with several replicas, back the `default` store with
+//! Redis (`[key_value_store.default] type = "redis"` in the runtime config) so every replica sees
+//! one store, and accept the same read-then-write window; the deny-list and blocks are not
+//! affected (they are plain writes).
+
+use std::sync::Arc;
+
+use edge::ports::{EdgeState, GrantLookup, RateStore, StateError};
+use edge::shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant, CacheLookup};
+use edge::shared::token::KeySet;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use spin_sdk::key_value::Store;
+
+/// Most event times one counter keeps; no threshold needs more.
+const MAX_EVENTS: usize = 64;
+/// The key of the revocation feed's cursor.
+const CURSOR: &str = "revocation-cursor";
+/// The key of the cached JWKS document.
+const JWKS: &str = "jwks";
+
+/// A number that may be forgotten after `expires_at_ms`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Expiring {
+    value: u64,
+    expires_at_ms: u64,
+}
+
+/// A cached API-key answer and when it was fetched.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedGrant {
+    grant: Option<ApiKeyGrant>,
+    fetched_at_secs: u64,
+}
+
+/// The `default` store, opened once per request.
+pub struct Kv {
+    store: Store,
+}
+
+fn failed(error: impl std::fmt::Debug) -> StateError {
+    StateError(format!("key-value: {error:?}"))
+}
+
+impl Kv {
+    pub fn open() -> Result<Self, StateError> {
+        Ok(Kv {
+            store: Store::open_default().map_err(failed)?,
+        })
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StateError> {
+        match self.store.get(key).map_err(failed)? {
+            None => Ok(None),
+            // An entry this version cannot read is treated as absent and overwritten later.
+            Some(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        }
+    }
+
+    fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(value).map_err(failed)?;
+        self.store.set(key, &bytes).map_err(failed)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StateError> {
+        self.store.delete(key).map_err(failed)
+    }
+
+    /// The value of an expiring entry still alive at `now_ms`; an expired entry is deleted.
+    fn alive(&self, key: &str, now_ms: u64) -> Result<Option<u64>, StateError> {
+        match self.get::<Expiring>(key)? {
+            Some(entry) if entry.expires_at_ms > now_ms => Ok(Some(entry.value)),
+            Some(_) => self.delete(key).map(|()| None),
+            None => Ok(None),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    edge::ports::Clock::now_ms(&crate::runtime::WasiClock)
+}
+
+/// GCRA timestamps.
+pub struct KvRates(pub Arc<Kv>);
+
+impl RateStore for KvRates {
+    async fn read(&self, key: &str) -> Result<Option<u64>, StateError> {
+        self.0.alive(&format!("rate:{key}"), now_ms())
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        new: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StateError> {
+        let key = format!("rate:{key}");
+        let now = now_ms();
+        if self.0.alive(&key, now)? != expected {
+            return Ok(false);
+        }
+        let entry = Expiring {
+            value: new,
+            expires_at_ms: now.saturating_add(ttl_ms),
+        };
+        self.0.set(&key, &entry).map(|()| true)
+    }
+}
+
+/// Everything else the pipeline remembers.
+pub struct KvState(pub Arc<Kv>);
+
+impl EdgeState for KvState {
+    async fn is_denied(&self, token_id: &str, now_ms: u64) -> Result<bool, StateError> {
+        Ok(self.0.alive(&format!("deny:{token_id}"), now_ms)?.is_some())
+    }
+
+    async fn deny(&self, token_id: &str, expires_at_ms: u64) -> Result<(), StateError> {
+        let entry = Expiring {
+            value: expires_at_ms,
+            expires_at_ms,
+        };
+        self.0.set(&format!("deny:{token_id}"), &entry)
+    }
+
+    async fn revocation_cursor(&self) -> Result<u64, StateError> {
+        Ok(self.0.get::<u64>(CURSOR)?.unwrap_or(0))
+    }
+
+    async fn set_revocation_cursor(&self, since_ms: u64) -> Result<(), StateError> {
+        self.0.set(CURSOR, &since_ms)
+    }
+
+    async fn blocked_until(&self, ip: &str, now_ms: u64) -> Result<Option<u64>, StateError> {
+        self.0.alive(&format!("block:{ip}"), now_ms)
+    }
+
+    async fn block(&self, ip: &str, until_ms: u64) -> Result<(), StateError> {
+        let entry = Expiring {
+            value: until_ms,
+            expires_at_ms: until_ms,
+        };
+        self.0.set(&format!("block:{ip}"), &entry)
+    }
+
+    async fn count_event(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u32, StateError> {
+        let key = format!("events:{key}");
+        let mut times: Vec<u64> = self.0.get(&key)?.unwrap_or_default();
+        let horizon = now_ms.saturating_sub(window_ms);
+        times.retain(|t| *t > horizon);
+        if times.len() >= MAX_EVENTS {
+            times.remove(0);
+        }
+        times.push(now_ms);
+        self.0.set(&key, &times)?;
+        Ok(u32::try_from(times.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn reset_events(&self, key: &str) -> Result<(), StateError> {
+        self.0.delete(&format!("events:{key}"))
+    }
+
+    async fn api_key(
+        &self,
+        digest: &ApiKeyDigest,
+        now_secs: u64,
+    ) -> Result<GrantLookup, StateError> {
+        let Some(cached) = self
+            .0
+            .get::<CachedGrant>(&format!("apikey:{}", digest.as_str()))?
+        else {
+            return Ok(GrantLookup::Refetch);
+        };
+        // The freshness rule is the shared cache's: a one-entry cache decides.
+        let mut cache = ApiKeyCache::new(1);
+        cache.insert(*digest, cached.grant, cached.fetched_at_secs);
+        Ok(match cache.lookup(digest, now_secs) {
+            CacheLookup::Fresh(grant) => GrantLookup::Fresh(grant.cloned()),
+            CacheLookup::Stale | CacheLookup::Missing => GrantLookup::Refetch,
+        })
+    }
+
+    async fn remember_api_key(
+        &self,
+        digest: ApiKeyDigest,
+        grant: Option<ApiKeyGrant>,
+        now_secs: u64,
+    ) -> Result<(), StateError> {
+        let cached = CachedGrant {
+            grant,
+            fetched_at_secs: now_secs,
+        };
+        self.0.set(&format!("apikey:{}", digest.as_str()), &cached)
+    }
+
+    async fn key_set(&self) -> Result<Option<Arc<KeySet>>, StateError> {
+        let Some(bytes) = self.0.store.get(JWKS).map_err(failed)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(bytes).unwrap_or_default();
+        Ok(KeySet::from_jwks_json(&text).ok().map(Arc::new))
+    }
+
+    async fn replace_key_set(&self, keys: Arc<KeySet>) -> Result<(), StateError> {
+        self.0
+            .store
+            .set(JWKS, keys.to_jwks_json().as_bytes())
+            .map_err(failed)
+    }
+}

@@ -1,0 +1,325 @@
+//! The edge state that must agree across isolates (GCRA timestamps, the deny-list and its
+//! revocation cursor, IP blocks, event counters) in a Durable Object: one object per key, so
+//! every operation on a key is serialised by the runtime and a compare-and-set is atomic. Each
+//! object deletes its data with an alarm once the data has expired.
+//!
+//! The JWKS and API-key caches stay in isolate memory (`MemoryState`): they are caches the
+//! backend refills, and the API-key cache expires within 60 s as the revocation rule demands.
+
+use std::sync::Arc;
+
+use edge::memory::MemoryState;
+use edge::ports::{EdgeState, GrantLookup, RateStore, StateError};
+use edge::shared::api_key::{ApiKeyDigest, ApiKeyGrant};
+use edge::shared::token::KeySet;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use worker::{
+    DurableObject, Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response, Result,
+    State, durable_object,
+};
+
+/// The binding name of the namespace in `wrangler.toml`.
+pub const BINDING: &str = "EDGE_STATE";
+/// Most event times one counter keeps; no threshold needs more.
+const MAX_EVENTS: usize = 64;
+
+/// One operation on one key's object.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    /// The stored number, if any → `Option<u64>`.
+    Read,
+    /// Stores `new` if the stored number is still `expected` → `bool`.
+    CompareAndSet {
+        expected: Option<u64>,
+        new: u64,
+        /// When the object may forget the number; `None`: never.
+        expires_at_ms: Option<u64>,
+    },
+    /// The stored number if it lies after `now_ms` (a deadline: deny-list entry, block)
+    /// → `Option<u64>`.
+    After { now_ms: u64 },
+    /// Stores a number unconditionally, forgotten after `expires_at_ms` → `()`.
+    Put {
+        value: u64,
+        expires_at_ms: Option<u64>,
+    },
+    /// Records one event at `now_ms` → how many lie within `window_ms` (`u32`).
+    Count { window_ms: u64, now_ms: u64 },
+    /// Forgets everything → `()`.
+    Clear,
+}
+
+const VALUE: &str = "value";
+const EVENTS: &str = "events";
+
+/// The Durable Object class (`EdgeStateObject` in `wrangler.toml`): the state of one key.
+#[durable_object]
+pub struct EdgeStateObject {
+    state: State,
+}
+
+impl DurableObject for EdgeStateObject {
+    fn new(state: State, _env: Env) -> Self {
+        EdgeStateObject { state }
+    }
+
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        let op: Op = request.json().await?;
+        let storage = self.state.storage();
+        match op {
+            Op::Read => Response::from_json(&storage.get::<u64>(VALUE).await?),
+            Op::CompareAndSet {
+                expected,
+                new,
+                expires_at_ms,
+            } => {
+                let swapped = storage.get::<u64>(VALUE).await? == expected;
+                if swapped {
+                    storage.put(VALUE, new).await?;
+                    self.expire_at(expires_at_ms).await?;
+                }
+                Response::from_json(&swapped)
+            }
+            Op::After { now_ms } => {
+                let value = storage.get::<u64>(VALUE).await?;
+                Response::from_json(&value.filter(|v| *v > now_ms))
+            }
+            Op::Put {
+                value,
+                expires_at_ms,
+            } => {
+                storage.put(VALUE, value).await?;
+                self.expire_at(expires_at_ms).await?;
+                Response::from_json(&())
+            }
+            Op::Count { window_ms, now_ms } => {
+                let mut times = storage.get::<Vec<u64>>(EVENTS).await?.unwrap_or_default();
+                let horizon = now_ms.saturating_sub(window_ms);
+                times.retain(|t| *t > horizon);
+                if times.len() >= MAX_EVENTS {
+                    times.remove(0);
+                }
+                times.push(now_ms);
+                storage.put(EVENTS, &times).await?;
+                self.expire_at(Some(now_ms.saturating_add(window_ms)))
+                    .await?;
+                Response::from_json(&u32::try_from(times.len()).unwrap_or(u32::MAX))
+            }
+            Op::Clear => {
+                storage.delete_all().await?;
+                Response::from_json(&())
+            }
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.state.storage().delete_all().await?;
+        Response::empty()
+    }
+}
+
+impl EdgeStateObject {
+    /// Moves the alarm that forgets this key's data to `at_ms` (never earlier than a later
+    /// deadline already set).
+    async fn expire_at(&self, at_ms: Option<u64>) -> Result<()> {
+        let storage = self.state.storage();
+        match at_ms {
+            None => storage.delete_alarm().await,
+            Some(at) => {
+                let at = i64::try_from(at).unwrap_or(i64::MAX);
+                let current = storage.get_alarm().await?;
+                if current.is_none_or(|c| c < at) {
+                    storage.set_alarm(worker::ScheduledTime::from(at)).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The client side: the object of `name` in the namespace.
+#[derive(Clone)]
+pub struct Objects {
+    namespace: Arc<ObjectNamespace>,
+}
+
+impl Objects {
+    pub fn new(env: &Env) -> Result<Self> {
+        Ok(Objects {
+            namespace: Arc::new(env.durable_object(BINDING)?),
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(&self, name: &str, op: &Op) -> Result<T> {
+        let stub = self.namespace.id_from_name(name)?.get_stub()?;
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        let body =
+            serde_json::to_string(op).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let request = Request::new_with_init("https://edge-state/op", &init)?;
+        let mut response = stub.fetch_with_request(request).await?;
+        if response.status_code() != 200 {
+            return Err(worker::Error::RustError(format!(
+                "state object answered {}",
+                response.status_code()
+            )));
+        }
+        response.json().await
+    }
+
+    async fn ask<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        op: Op,
+    ) -> std::result::Result<T, StateError> {
+        self.call(name, &op)
+            .await
+            .map_err(|e| StateError(e.to_string()))
+    }
+}
+
+/// GCRA timestamps, one object per rate key.
+#[derive(Clone)]
+pub struct DurableRates(pub Objects);
+
+impl RateStore for DurableRates {
+    async fn read(&self, key: &str) -> std::result::Result<Option<u64>, StateError> {
+        self.0.ask(&format!("rate:{key}"), Op::Read).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        new: u64,
+        ttl_ms: u64,
+    ) -> std::result::Result<bool, StateError> {
+        let expires_at_ms = Some(worker::Date::now().as_millis().saturating_add(ttl_ms));
+        let op = Op::CompareAndSet {
+            expected,
+            new,
+            expires_at_ms,
+        };
+        self.0.ask(&format!("rate:{key}"), op).await
+    }
+}
+
+/// The deny-list, blocks and counters in objects; the caches in isolate memory.
+pub struct DurableState {
+    objects: Objects,
+    caches: MemoryState,
+}
+
+impl DurableState {
+    pub fn new(objects: Objects) -> Self {
+        DurableState {
+            objects,
+            caches: MemoryState::default(),
+        }
+    }
+}
+
+/// The object that holds the revocation feed's cursor.
+const CURSOR: &str = "revocation-cursor";
+
+impl EdgeState for DurableState {
+    async fn is_denied(
+        &self,
+        token_id: &str,
+        now_ms: u64,
+    ) -> std::result::Result<bool, StateError> {
+        let until: Option<u64> = self
+            .objects
+            .ask(&format!("deny:{token_id}"), Op::After { now_ms })
+            .await?;
+        Ok(until.is_some())
+    }
+
+    async fn deny(
+        &self,
+        token_id: &str,
+        expires_at_ms: u64,
+    ) -> std::result::Result<(), StateError> {
+        let op = Op::Put {
+            value: expires_at_ms,
+            expires_at_ms: Some(expires_at_ms),
+        };
+        self.objects.ask(&format!("deny:{token_id}"), op).await
+    }
+
+    async fn revocation_cursor(&self) -> std::result::Result<u64, StateError> {
+        let cursor: Option<u64> = self.objects.ask(CURSOR, Op::Read).await?;
+        Ok(cursor.unwrap_or(0))
+    }
+
+    async fn set_revocation_cursor(&self, since_ms: u64) -> std::result::Result<(), StateError> {
+        let op = Op::Put {
+            value: since_ms,
+            expires_at_ms: None,
+        };
+        self.objects.ask(CURSOR, op).await
+    }
+
+    async fn blocked_until(
+        &self,
+        ip: &str,
+        now_ms: u64,
+    ) -> std::result::Result<Option<u64>, StateError> {
+        self.objects
+            .ask(&format!("block:{ip}"), Op::After { now_ms })
+            .await
+    }
+
+    async fn block(&self, ip: &str, until_ms: u64) -> std::result::Result<(), StateError> {
+        let op = Op::Put {
+            value: until_ms,
+            expires_at_ms: Some(until_ms),
+        };
+        self.objects.ask(&format!("block:{ip}"), op).await
+    }
+
+    async fn count_event(
+        &self,
+        key: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> std::result::Result<u32, StateError> {
+        let op = Op::Count { window_ms, now_ms };
+        self.objects.ask(&format!("events:{key}"), op).await
+    }
+
+    async fn reset_events(&self, key: &str) -> std::result::Result<(), StateError> {
+        self.objects.ask(&format!("events:{key}"), Op::Clear).await
+    }
+
+    async fn api_key(
+        &self,
+        digest: &ApiKeyDigest,
+        now_secs: u64,
+    ) -> std::result::Result<GrantLookup, StateError> {
+        self.caches.api_key(digest, now_secs).await
+    }
+
+    async fn remember_api_key(
+        &self,
+        digest: ApiKeyDigest,
+        grant: Option<ApiKeyGrant>,
+        now_secs: u64,
+    ) -> std::result::Result<(), StateError> {
+        self.caches.remember_api_key(digest, grant, now_secs).await
+    }
+
+    async fn key_set(&self) -> std::result::Result<Option<Arc<KeySet>>, StateError> {
+        self.caches.key_set().await
+    }
+
+    async fn replace_key_set(&self, keys: Arc<KeySet>) -> std::result::Result<(), StateError> {
+        self.caches.replace_key_set(keys).await
+    }
+}

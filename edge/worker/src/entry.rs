@@ -1,0 +1,171 @@
+//! The Worker's fetch handler: builds the pipeline once per isolate from the Worker's vars and
+//! secrets, translates requests and responses, and after each response hands the buffered audit
+//! events (and, every few seconds, a revocation sync) to `wait_until`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use edge::fanout::{self, BufferedAudit};
+use edge::settings;
+use edge::shared::ErrorCode;
+use edge::stage::{Refusal, respond};
+use edge::{EdgeRequest, EdgeResponse, Pipeline};
+use worker::{Context, Env, Headers, Request, Response, ResponseBuilder, event};
+
+use crate::durable::{DurableRates, DurableState, Objects};
+use crate::runtime::{FetchUpstream, WorkerBody, WorkerClock, WorkerEntropy};
+
+/// The header Cloudflare sets to the connecting client's address.
+const CLIENT_ADDRESS_HEADER: &str = "cf-connecting-ip";
+/// How often an isolate pulls the revocation feed into the shared deny-list.
+const REVOCATION_SYNC_MS: u64 = 5_000;
+
+type WorkerPipeline = Pipeline<DurableRates, DurableState, FetchUpstream>;
+
+/// What one isolate keeps between requests.
+struct Gateway {
+    pipeline: WorkerPipeline,
+    /// Audit events of the requests in flight, drained after each response.
+    audit: Arc<BufferedAudit>,
+    /// The webhook as an upstream, when one is configured.
+    webhook: Option<FetchUpstream>,
+    /// When this isolate last started a revocation sync (ms).
+    last_sync_ms: Cell<u64>,
+}
+
+thread_local! {
+    static GATEWAY: RefCell<Option<Rc<Gateway>>> = const { RefCell::new(None) };
+}
+
+/// The isolate's gateway, built on the first request.
+fn gateway(env: &Env) -> Result<Rc<Gateway>, String> {
+    if let Some(gateway) = GATEWAY.with(|g| g.borrow().clone()) {
+        return Ok(gateway);
+    }
+    let lookup = |name: &str| {
+        let upper = name.to_ascii_uppercase();
+        env.secret(&upper)
+            .or_else(|_| env.var(&upper))
+            .ok()
+            .map(|value| value.to_string())
+    };
+    let config = settings::edge_config(lookup).map_err(|e| e.to_string())?;
+    let objects = Objects::new(env).map_err(|e| e.to_string())?;
+    let audit = BufferedAudit::new(fanout::DEFAULT_BUFFER);
+    let webhook = config.webhook.as_ref().map(|w| FetchUpstream::new(&w.url));
+    let upstream = FetchUpstream::new(&config.backend_url);
+    let pipeline = Pipeline::new(
+        config,
+        DurableRates(objects.clone()),
+        DurableState::new(objects),
+        upstream,
+        Box::new(WorkerClock),
+        Box::new(WorkerEntropy),
+        Box::new(audit.clone()),
+    );
+    let gateway = Rc::new(Gateway {
+        pipeline,
+        audit,
+        webhook,
+        last_sync_ms: Cell::new(0),
+    });
+    GATEWAY.with(|g| *g.borrow_mut() = Some(gateway.clone()));
+    Ok(gateway)
+}
+
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let gateway = match gateway(&env) {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            worker::console_error!("edge configuration: {error}");
+            return into_worker(unconfigured());
+        }
+    };
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .entries()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    let url = request.url()?;
+    let peer = request.headers().get(CLIENT_ADDRESS_HEADER)?;
+    let client_ip = gateway
+        .pipeline
+        .config()
+        .client_ip(&headers, peer.as_deref());
+    let edge_request = EdgeRequest {
+        method: request.method().to_string(),
+        path: url.path().to_owned(),
+        query: url.query().map(str::to_owned),
+        headers,
+        client_ip,
+    };
+    let mut body = WorkerBody::new(request);
+    let response = gateway.pipeline.handle(edge_request, &mut body).await;
+    body.discard().await;
+    after_response(&gateway, &ctx);
+    into_worker(response)
+}
+
+/// Hands the buffered audit events, and a revocation sync when one is due, to `wait_until`.
+fn after_response(gateway: &Rc<Gateway>, ctx: &Context) {
+    let now_ms = gateway.pipeline.clock().now_ms();
+    let sync_due = now_ms.saturating_sub(gateway.last_sync_ms.get()) >= REVOCATION_SYNC_MS;
+    if sync_due {
+        gateway.last_sync_ms.set(now_ms);
+    }
+    let events = gateway.audit.take();
+    if events.is_empty() && !sync_due {
+        return;
+    }
+    let gateway = gateway.clone();
+    ctx.wait_until(async move {
+        if !events.is_empty() {
+            let pipeline = &gateway.pipeline;
+            let delivery = fanout::deliver(
+                events,
+                pipeline.config(),
+                pipeline.upstream(),
+                gateway.webhook.as_ref(),
+                now_ms,
+                pipeline.entropy(),
+            )
+            .await;
+            if delivery.lost > 0 {
+                gateway.audit.count_lost(delivery.lost);
+                worker::console_error!("audit ingest lost {} events", delivery.lost);
+            }
+            if !delivery.webhook_ok {
+                worker::console_warn!("audit webhook refused a batch");
+            }
+        }
+        if sync_due && let Err(error) = gateway.pipeline.sync_revocations().await {
+            worker::console_warn!("revocation sync failed: {error}");
+        }
+    });
+}
+
+/// The answer while the Worker's settings are missing or invalid: 503, no detail.
+fn unconfigured() -> EdgeResponse {
+    let request_id = "edge-unconfigured";
+    let mut response =
+        respond::refusal_response(&Refusal::new(ErrorCode::ServiceUnavailable), request_id);
+    respond::finish(&mut response, request_id, &[], None);
+    response
+}
+
+fn into_worker(response: EdgeResponse) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &response.headers {
+        headers.append(name, value)?;
+    }
+    let builder = ResponseBuilder::new()
+        .with_status(response.status)
+        .with_headers(headers);
+    Ok(if response.body.is_empty() {
+        builder.empty()
+    } else {
+        builder.fixed(response.body)
+    })
+}

@@ -1,0 +1,285 @@
+//! Process plumbing shared by the runtime tests: build and start a real `h200 backend` on an
+//! ephemeral port with users of every role and an API key, find the pinned runtime tools, and
+//! turn a finished backend plus an edge URL into a [`Fixture`].
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use shared::signing::MessageSigningKey;
+
+use crate::{Fixture, TestUser};
+
+/// The password of every fixture user.
+pub const PASSWORD: &str = "E2e-passw0rd!long";
+/// How long the edges under test block an address (short, so the expiry scenario is quick).
+pub const BLOCK_SECS: u64 = 2;
+/// The origin the edges under test allow.
+pub const ALLOWED_ORIGIN: &str = "https://app.example";
+/// The roles of the default role set, one fixture user each.
+pub const ROLES: [&str; 7] = [
+    "viewer", "analyst", "manager", "admin", "readonly", "user", "service",
+];
+
+/// A child process killed when dropped, however the test ends. A process started with
+/// [`Running::group`] leads its own process group, and the whole group is killed: Miniflare's
+/// `workerd` outlives a killed `node` otherwise.
+pub struct Running(pub Child);
+
+impl Running {
+    /// Spawns `command` as the leader of a new process group.
+    pub fn group(command: &mut Command) -> std::io::Result<Running> {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0).spawn().map(Running)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The workspace root (the folder of the top `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// Where cargo puts build output: `CARGO_TARGET_DIR`, else `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Where `.ci/run` installs the pinned runtime tools: `H200_TOOLS_DIR`, else
+/// `~/.cache/h200/tools`.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("H200_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/h200/tools")
+        })
+}
+
+/// `path`, which must exist; otherwise the test fails saying how to get it.
+pub fn required(path: PathBuf, how: &str) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing; {how} (bash .ci/run does it)",
+        path.display()
+    );
+    path
+}
+
+/// Builds `h200` once and returns its path.
+pub fn h200_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "h200-gpu-backend",
+            "--bin",
+            "h200",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo runs");
+    assert!(output.status.success(), "building h200 failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .find(|path| path.file_stem().is_some_and(|s| s == "h200"))
+        .expect("cargo reports the h200 executable")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
+
+/// `h200` with the data folder set and no database URL from the environment.
+pub fn h200(binary: &Path, data: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env("H200_DATA_DIR", data)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env_remove("H200_DATABASE_URL");
+    command
+}
+
+fn add_user(binary: &Path, data: &Path, name: &str, role: &str) {
+    let mut child = h200(binary, data)
+        .args(["user", "add", name, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("h200 user add starts");
+    if let Some(stdin) = child.stdin.as_mut() {
+        writeln!(stdin, "{PASSWORD}").expect("password written");
+    }
+    assert!(
+        child.wait().expect("h200 user add ends").success(),
+        "adding {name}"
+    );
+}
+
+/// Waits until `GET {url}/health` answers 2xx, at most `limit`.
+pub fn wait_healthy(url: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    loop {
+        let ok = runtime.block_on(async {
+            reqwest::get(format!("{url}/health"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        });
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never became healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running backend with a temporary data folder, users of every role and an API key.
+pub struct Backend {
+    pub url: String,
+    pub binary: PathBuf,
+    pub data: PathBuf,
+    pub api_key: String,
+    pub edge_key: MessageSigningKey,
+    _process: Running,
+}
+
+impl Backend {
+    /// Builds `h200`, prepares a data folder named after `label`, and starts the backend.
+    pub fn start(label: &str) -> Backend {
+        let binary = h200_binary();
+        let data = std::env::temp_dir().join(format!("h200-e2e-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).expect("data folder");
+        for role in ROLES {
+            add_user(&binary, &data, &format!("e2e-{role}"), role);
+        }
+        let key = h200(&binary, &data)
+            .args(["apikey", "create", "--user", "e2e-user"])
+            .stderr(Stdio::null())
+            .output()
+            .expect("h200 apikey create runs");
+        assert!(key.status.success(), "creating the API key");
+        let api_key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let process = Running(
+            h200(&binary, &data)
+                .args(["backend", "--addr", &format!("127.0.0.1:{port}")])
+                .spawn()
+                .expect("backend starts"),
+        );
+        wait_healthy(&url, Duration::from_secs(30));
+        let edge_key = edge_key(&data);
+        Backend {
+            url,
+            binary,
+            data,
+            api_key,
+            edge_key,
+            _process: process,
+        }
+    }
+
+    /// The edge key's secret, base64, as the wasm runtimes take it.
+    pub fn edge_secret_base64(&self) -> String {
+        let (_, secret) = edge_key_parts(&self.data);
+        base64::engine::general_purpose::STANDARD.encode(secret)
+    }
+
+    /// The fixture for an edge at `edge_url` that trusts `client_ip_header`.
+    pub fn fixture(&self, edge_url: &str, client_ip_header: &str) -> Fixture {
+        Fixture {
+            edge_url: edge_url.to_owned(),
+            backend_url: self.url.clone(),
+            client_ip_header: client_ip_header.to_owned(),
+            users: ROLES
+                .iter()
+                .map(|role| TestUser {
+                    role: (*role).into(),
+                    username: format!("e2e-{role}"),
+                    password: PASSWORD.into(),
+                })
+                .collect(),
+            api_key: self.api_key.clone(),
+            edge_key: self.edge_key.clone(),
+            allowed_origin: ALLOWED_ORIGIN.into(),
+            block_duration: Duration::from_secs(BLOCK_SECS),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn edge_key_parts(data: &Path) -> (String, Vec<u8>) {
+    let text = std::fs::read_to_string(data.join("keys/edge-signing.json")).expect("edge key file");
+    let ring: serde_json::Value = serde_json::from_str(&text).expect("key file is JSON");
+    let current = ring["keys"]
+        .as_array()
+        .and_then(|k| k.last())
+        .expect("a key");
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(current["secret"].as_str().unwrap_or(""))
+        .expect("base64 secret");
+    (current["key_id"].as_str().unwrap_or("").to_owned(), secret)
+}
+
+/// The backend's current edge key, from its data folder.
+pub fn edge_key(data: &Path) -> MessageSigningKey {
+    let (key_id, secret) = edge_key_parts(data);
+    MessageSigningKey::new(key_id, secret).expect("valid key")
+}
+
+/// Runs every scenario against `fixture` and fails the test with the list of failures.
+pub fn run_scenarios(fixture: &Fixture) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outcomes = runtime.block_on(crate::run_all(fixture));
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(name, outcome)| outcome.as_ref().err().map(|e| format!("{name}: {e}")))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "failed scenarios:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(outcomes.len(), crate::scenarios().len());
+}
