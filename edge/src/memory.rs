@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant, CacheLookup};
+use shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant};
 use shared::rate_limit::{GcraStore, MemoryGcraStore};
 use shared::token::KeySet;
 
@@ -158,10 +158,7 @@ impl EdgeState for MemoryState {
         digest: &ApiKeyDigest,
         now_secs: u64,
     ) -> Result<GrantLookup, StateError> {
-        Ok(match lock(&self.inner).api_keys.lookup(digest, now_secs) {
-            CacheLookup::Fresh(grant) => GrantLookup::Fresh(grant.cloned()),
-            CacheLookup::Stale | CacheLookup::Missing => GrantLookup::Refetch,
-        })
+        Ok(lock(&self.inner).api_keys.lookup(digest, now_secs).into())
     }
 
     async fn remember_api_key(

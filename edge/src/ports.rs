@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use shared::api_key::{ApiKeyDigest, ApiKeyGrant};
+use shared::api_key::{ApiKeyDigest, ApiKeyGrant, CacheLookup};
 use shared::audit::AuditEvent;
 use shared::token::KeySet;
 
@@ -74,6 +74,15 @@ pub enum GrantLookup {
     Fresh(Option<ApiKeyGrant>),
     /// Unknown or too old: ask the backend.
     Refetch,
+}
+
+impl From<CacheLookup<'_>> for GrantLookup {
+    fn from(lookup: CacheLookup<'_>) -> Self {
+        match lookup {
+            CacheLookup::Fresh(grant) => GrantLookup::Fresh(grant.cloned()),
+            CacheLookup::Stale | CacheLookup::Missing => GrantLookup::Refetch,
+        }
+    }
 }
 
 /// The edge's shared memory: deny-list, IP blocks, event counters and the JWKS and API-key

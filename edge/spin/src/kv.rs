@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use edge::ports::{EdgeState, GrantLookup, RateStore, StateError};
-use edge::shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant, CacheLookup};
+use edge::shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant};
 use edge::shared::token::KeySet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -182,10 +182,7 @@ impl EdgeState for KvState {
         // The freshness rule is the shared cache's: a one-entry cache decides.
         let mut cache = ApiKeyCache::new(1);
         cache.insert(*digest, cached.grant, cached.fetched_at_secs);
-        Ok(match cache.lookup(digest, now_secs) {
-            CacheLookup::Fresh(grant) => GrantLookup::Fresh(grant.cloned()),
-            CacheLookup::Stale | CacheLookup::Missing => GrantLookup::Refetch,
-        })
+        Ok(cache.lookup(digest, now_secs).into())
     }
 
     async fn remember_api_key(

@@ -538,7 +538,8 @@ impl Store {
                  WHERE id = $5 AND state = 'running' AND locked_until_ms < $4",
             )
             .bind(next.as_str())
-            .bind(now + backoff_ms(attempts).min(BASE_BACKOFF_MS))
+            // A dead worker says nothing about the job itself: retry after the base delay.
+            .bind(now + BASE_BACKOFF_MS)
             .bind((next == JobState::Dead).then_some(now))
             .bind(now)
             .bind(&id)
