@@ -54,6 +54,10 @@ pub struct BackendArgs {
     /// A role table TOML to use instead of the embedded one.
     #[arg(long, env = "H200_ROLES")]
     pub roles: Option<PathBuf>,
+    /// Keep each uploaded image, sealed with the seal key (AES-256-GCM), with its analysis.
+    /// Off by default: the image lives only in the queued job and is dropped once it is done.
+    #[arg(long, env = "H200_RETAIN_IMAGES")]
+    pub retain_images: bool,
     /// Workers to run inside the backend process (0: jobs wait for `h200 worker` processes).
     #[arg(long, env = "H200_BACKEND_WORKERS", default_value_t = 0)]
     pub workers: usize,

@@ -61,6 +61,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         seal_keys: None,
         route_policy: None,
         roles: None,
+        retain_images: false,
         workers: args.workers,
     };
     let backend = Backend::prepare(&backend_args).await?;

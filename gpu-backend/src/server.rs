@@ -74,14 +74,16 @@ impl Backend {
             .map_err(|e| anyhow::anyhow!("roles {}: {e}", path.display()))?,
             None => RoleSet::default(),
         };
-        let state = Arc::new(AppState::new(
+        let mut state = AppState::new(
             store,
             tokens,
             roles,
             routes,
             edge_verifier(&keys.edge)?,
             keys.seal,
-        ));
+        );
+        state.retain_images = args.retain_images;
+        let state = Arc::new(state);
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;

@@ -7,7 +7,6 @@ pub mod authenticate;
 pub mod authorize;
 pub mod cors;
 pub mod intrusion;
-pub mod multipart;
 pub mod rate_limit;
 pub mod request_id;
 pub mod respond;

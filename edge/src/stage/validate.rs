@@ -3,17 +3,15 @@
 //! and image uploads with [`shared::upload::inspect`] (422), all before anything is forwarded.
 
 use shared::body::{
-    AnalysisOptions, ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest,
+    AnalysisFeedbackRequest, AnalysisUpload, ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest,
     NaturalLanguageRuleRequest, PasswordChangeRequest, ProcessPointsRequest, RefreshRequest,
     RuleDefinition, RuleEvaluateRequest, RulePatch, parse_valid,
 };
-use shared::problem::FieldError;
 use shared::route_policy::{ContentKind, Route};
 use shared::upload::BodyLimit;
-use shared::{ErrorCode, Problem};
+use shared::ErrorCode;
 
 use super::Refusal;
-use super::multipart;
 use crate::ports::BodySource;
 
 /// The path of the image upload route.
@@ -111,6 +109,9 @@ pub fn check_body(
         (Some(ContentKind::Json), "POST", "/api/v1/rules/natural-language") => {
             parse_valid::<NaturalLanguageRuleRequest>(body).map(drop)
         }
+        (Some(ContentKind::Json), "POST", "/api/v1/analysis/{id}/feedback") => {
+            parse_valid::<AnalysisFeedbackRequest>(body).map(drop)
+        }
         (Some(ContentKind::Json), "POST", "/api/v1/process_points") => {
             parse_valid::<ProcessPointsRequest>(body).map(drop)
         }
@@ -122,49 +123,13 @@ pub fn check_body(
     outcome.map_err(Refusal::from)
 }
 
-/// The analysis form: exactly one `image` part passing [`shared::upload::inspect`] against its
-/// declared type, and the other fields as [`AnalysisOptions`].
+/// The analysis form, read with [`AnalysisUpload::parse`]: exactly one `image` part passing
+/// [`shared::upload::inspect`] against its declared type, and the other fields as
+/// [`shared::body::AnalysisOptions`].
 pub fn check_upload(content_type: &str, body: &[u8]) -> Result<(), Refusal> {
-    let malformed = |e: multipart::MultipartError| {
-        Refusal::new(ErrorCode::BadRequest).with_detail(e.to_string())
-    };
-    let boundary = multipart::boundary(content_type).map_err(malformed)?;
-    let parts = multipart::parse(body, boundary).map_err(malformed)?;
-    let mut images = parts.iter().filter(|p| p.name == "image");
-    let (Some(image), None) = (images.next(), images.next()) else {
-        return Err(field_refusal(
-            ErrorCode::ValidationFailed,
-            "image",
-            "exactly one image part is required",
-        ));
-    };
-    shared::upload::inspect(image.data, image.content_type.as_deref())
-        .map_err(|e| field_refusal(e.code(), "image", &e.to_string()))?;
-    let texts: Vec<(&str, String)> = parts
-        .iter()
-        .filter(|p| p.name != "image")
-        .map(|p| {
-            (
-                p.name.as_str(),
-                String::from_utf8_lossy(p.data).into_owned(),
-            )
-        })
-        .collect();
-    AnalysisOptions::from_fields(texts.iter().map(|(n, v)| (*n, v.as_str())))
+    AnalysisUpload::parse(content_type, body)
         .map(drop)
         .map_err(Refusal::from)
-}
-
-fn field_refusal(code: ErrorCode, field: &str, message: &str) -> Refusal {
-    Refusal::from(
-        Problem::new(code)
-            .with_detail(message)
-            .with_field_error(FieldError {
-                field: field.to_owned(),
-                code,
-                message: message.to_owned(),
-            }),
-    )
 }
 
 #[cfg(test)]

@@ -156,6 +156,11 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
         None => None,
     };
     let keys = state.store.list_api_keys(Some(user_id)).await?;
+    let rules = state.store.rules_of(user_id, None).await?;
+    let (analyses, _) = state
+        .store
+        .list_analyses(Some(user_id), EXPORT_ANALYSES, 0)
+        .await?;
     let events = state
         .store
         .query_audit(&AuditFilter {
@@ -185,10 +190,15 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
             "id": k.id, "name": k.name, "prefix": k.prefix, "created_at_ms": k.created_at_ms,
             "expires_at_ms": k.expires_at_ms, "revoked_at_ms": k.revoked_at_ms,
         })).collect::<Vec<_>>(),
+        "rules": rules,
+        "analyses": analyses.iter().map(super::analysis::analysis_view).collect::<Vec<_>>(),
         "audit_events": events,
     }))
     .into_response())
 }
+
+/// Most analyses an export lists (newest first).
+const EXPORT_ANALYSES: i64 = 10_000;
 
 /// `DELETE /api/v1/me`: erases the account. The audit trail stays (it is append-only and
 /// chained) but names the user only by an id that no longer leads anywhere.

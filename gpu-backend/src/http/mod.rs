@@ -2,12 +2,14 @@
 //! the signature [`gate`]; handlers translate HTTP into calls on the store and the auth service.
 
 pub mod admin;
+pub mod analysis;
 pub mod auth;
 pub mod error;
 pub mod gate;
 pub mod internal;
 pub mod jobs;
 pub mod ncs;
+pub mod rules;
 pub mod servers;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -48,6 +50,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Shown as the issuer in authenticator apps.
     pub totp_issuer: String,
+    /// Whether uploaded images are kept (sealed) with their analyses.
+    pub retain_images: bool,
 }
 
 impl AppState {
@@ -70,6 +74,19 @@ impl AppState {
             seal,
             metrics: Metrics::default(),
             totp_issuer: "H200".into(),
+            retain_images: false,
+        }
+    }
+
+    /// Whether `caller` may act on other principals' items on the route `method path`: the
+    /// route policy names the permission (`admin_permission`), and the caller holds it.
+    pub fn acts_for_others(&self, caller: &gate::Caller, method: &str, path: &str) -> bool {
+        match self.routes.resolve(method, path) {
+            shared::route_policy::Resolution::Found(found) => found
+                .route
+                .admin_permission
+                .is_some_and(|p| caller.principal.has(p)),
+            _ => false,
         }
     }
 
@@ -102,6 +119,24 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/admin/users", get(admin::users))
         .route("/api/v1/me/export", get(admin::export_me))
         .route("/api/v1/me", delete(admin::erase_me))
+        .route(
+            "/api/v1/analysis",
+            post(analysis::submit).get(analysis::list),
+        )
+        .route(
+            "/api/v1/analysis/{id}",
+            get(analysis::get_one).delete(analysis::delete_one),
+        )
+        .route("/api/v1/analysis/{id}/feedback", post(analysis::feedback))
+        .route("/api/v1/rules", get(rules::list).post(rules::create))
+        .route("/api/v1/rules/evaluate", post(rules::evaluate))
+        .route("/api/v1/rules/natural-language", post(rules::natural_language))
+        .route(
+            "/api/v1/rules/{id}",
+            get(rules::get_one)
+                .patch(rules::update)
+                .delete(rules::delete_one),
+        )
         .route("/api/v1/process_points", post(ncs::process_points))
         .route("/api/v1/clusters_summary", get(ncs::clusters_summary))
         .route("/api/v1/algorithm_status", get(ncs::algorithm_status))

@@ -7,11 +7,13 @@
 //! - [`preprocess`] → [`Detector`] → [`postprocess`] → [`positioning`]: bytes to an [`Analysis`].
 //! - [`rules`] evaluates placement rules against an analysis; [`language`] drafts a rule from a
 //!   sentence.
+//! - [`kernel`]: the `analysis` job kind the queue's workers run, with placement feedback.
 //! - [`synthetic`], [`train`] and [`metrics`]: the scene generator, the training loop and mAP@0.5.
 //!
 //! The shipped weights (`models/mug-detector.safetensors`) are compiled into the crate with
 //! `include_bytes!`, so the binary works wherever it is copied; `--model` loads another file.
 
+pub mod kernel;
 pub mod language;
 pub mod metrics;
 pub mod model;
@@ -190,10 +192,13 @@ pub struct Analysis {
     /// One entry per detection, same order.
     pub positioning: Vec<Positioning>,
     /// How many mugs were found.
+    #[serde(default)]
     pub mug_count: usize,
     /// Wall time of decode, detection and positioning, in milliseconds.
+    #[serde(default)]
     pub processing_time_ms: f64,
     /// Which weights produced the detections.
+    #[serde(default)]
     pub model_version: String,
 }
 

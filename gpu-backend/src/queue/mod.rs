@@ -10,7 +10,8 @@ pub mod worker;
 pub use kernel::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult};
 pub use worker::{Worker, WorkerExit, WorkerOptions};
 
-/// Every kernel this build has, ready to run. NCS runs in exact mode unless
+/// Every kernel this build has, ready to run. The `analysis` kernel loads the detector named by
+/// `H200_MUG_MODEL` (the shipped one when unset) once per process. NCS runs in exact mode unless
 /// `H200_NCS_MODE=batched`; batched mode uses the first CUDA device when the build has the
 /// `cuda` feature and one is present, else the CPU.
 pub fn available_kernels() -> Vec<std::sync::Arc<dyn Kernel>> {
@@ -22,6 +23,7 @@ pub fn available_kernels() -> Vec<std::sync::Arc<dyn Kernel>> {
     vec![
         std::sync::Arc::new(noop::EchoKernel),
         std::sync::Arc::new(crate::ncs::kernel::NcsKernel::new(mode, device)),
+        std::sync::Arc::new(crate::mug::kernel::AnalysisKernel::new()),
     ]
 }
 

@@ -72,6 +72,10 @@ pub struct NewJob {
     pub priority: i64,
     pub payload: serde_json::Value,
     pub max_attempts: i64,
+    /// The payload is replaced by `{}` once the job is final (succeeded, dead or cancelled), so
+    /// what it carried (an uploaded image) is not kept. Not supported by
+    /// [`Store::enqueue_batch`].
+    pub transient_payload: bool,
 }
 
 impl NewJob {
@@ -84,6 +88,7 @@ impl NewJob {
             priority: 0,
             payload,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            transient_payload: false,
         }
     }
 }
@@ -184,6 +189,36 @@ fn json_list(dialect: Dialect, param: usize) -> String {
     }
 }
 
+/// Inserts `job` as `id` on `conn` (which may be inside a transaction); false when a job with
+/// its idempotency key exists already. Workers are not woken: see [`Store::notify_enqueued`].
+pub(crate) async fn insert_job(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    job: &NewJob,
+    now: i64,
+) -> StoreResult<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (id, kind, owner, partition_key, idempotency_key, priority, state, payload, attempts, max_attempts, run_at_ms, created_at_ms, updated_at_ms, transient_payload) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, 0, $8, $9, $9, $9, $10) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(id)
+    .bind(&job.kind)
+    .bind(job.owner.as_deref())
+    .bind(job.partition_key.as_deref())
+    .bind(job.idempotency_key.as_deref())
+    .bind(job.priority)
+    .bind(job.payload.to_string())
+    .bind(job.max_attempts.max(1))
+    .bind(now)
+    .bind(i64::from(job.transient_payload))
+    .execute(&mut *conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The payload column once a job is final: `{}` for a transient payload.
+const FINAL_PAYLOAD: &str = "payload = CASE WHEN transient_payload = 1 THEN '{}' ELSE payload END";
+
 /// What the job at the head of its partition must satisfy to be claimed.
 const READY: &str = "j.state IN ('queued', 'failed') AND j.run_at_ms <= $3 \
      AND (j.partition_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.partition_key = j.partition_key \
@@ -194,23 +229,9 @@ impl Store {
     /// The flag says whether this call created it.
     pub async fn enqueue(&self, job: &NewJob) -> StoreResult<(JobRecord, bool)> {
         let id = uuid::Uuid::now_v7().to_string();
-        let now = now_ms();
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, kind, owner, partition_key, idempotency_key, priority, state, payload, attempts, max_attempts, run_at_ms, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, 0, $8, $9, $9, $9) ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&job.kind)
-        .bind(job.owner.as_deref())
-        .bind(job.partition_key.as_deref())
-        .bind(job.idempotency_key.as_deref())
-        .bind(job.priority)
-        .bind(job.payload.to_string())
-        .bind(job.max_attempts.max(1))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        let created = inserted.rows_affected() == 1;
+        let mut conn = self.pool.acquire().await?;
+        let created = insert_job(&mut conn, &id, job, now_ms()).await?;
+        drop(conn);
         let record = if created {
             self.notify_enqueued(&job.kind).await;
             self.job(&id).await?
@@ -279,7 +300,7 @@ impl Store {
     }
 
     /// Wakes idle workers: in this process at once, elsewhere through Postgres `NOTIFY`.
-    async fn notify_enqueued(&self, kind: &str) {
+    pub(crate) async fn notify_enqueued(&self, kind: &str) {
         self.signals.enqueued.notify_waiters();
         if self.dialect == Dialect::Postgres {
             let _ = sqlx::query("SELECT pg_notify('h200_jobs', $1)")
@@ -398,8 +419,8 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'succeeded', result = $1, error = NULL, locked_until_ms = NULL, finished_at_ms = $2, updated_at_ms = $2 \
-             WHERE id = $3 AND locked_by = $4 AND state = 'running'",
+            &format!("UPDATE jobs SET state = 'succeeded', result = $1, error = NULL, locked_until_ms = NULL, finished_at_ms = $2, updated_at_ms = $2, {FINAL_PAYLOAD} \
+             WHERE id = $3 AND locked_by = $4 AND state = 'running'"),
         )
         .bind(result.to_string())
         .bind(now)
@@ -440,15 +461,13 @@ impl Store {
             .map(|(id, result)| serde_json::json!({ "id": id, "result": result.to_string() }))
             .collect();
         let sql = match self.dialect {
-            Dialect::Postgres => "UPDATE jobs SET state = 'succeeded', result = v.result, error = NULL, locked_until_ms = NULL, finished_at_ms = $1, updated_at_ms = $1 \
+            Dialect::Postgres => format!("UPDATE jobs SET state = 'succeeded', result = v.result, error = NULL, locked_until_ms = NULL, finished_at_ms = $1, updated_at_ms = $1, {FINAL_PAYLOAD} \
                  FROM (SELECT x->>'id' AS id, x->>'result' AS result FROM json_array_elements($3::json) AS x) AS v \
-                 WHERE jobs.id = v.id AND jobs.locked_by = $2 AND jobs.state = 'running'"
-                .to_owned(),
-            Dialect::Sqlite => "UPDATE jobs SET state = 'succeeded', \
+                 WHERE jobs.id = v.id AND jobs.locked_by = $2 AND jobs.state = 'running'"),
+            Dialect::Sqlite => format!("UPDATE jobs SET state = 'succeeded', \
                  result = (SELECT json_extract(x.value, '$.result') FROM json_each($3) AS x WHERE json_extract(x.value, '$.id') = jobs.id), \
-                 error = NULL, locked_until_ms = NULL, finished_at_ms = $1, updated_at_ms = $1 \
-                 WHERE id IN (SELECT json_extract(x.value, '$.id') FROM json_each($3) AS x) AND locked_by = $2 AND state = 'running'"
-                .to_owned(),
+                 error = NULL, locked_until_ms = NULL, finished_at_ms = $1, updated_at_ms = $1, {FINAL_PAYLOAD} \
+                 WHERE id IN (SELECT json_extract(x.value, '$.id') FROM json_each($3) AS x) AND locked_by = $2 AND state = 'running'"),
         };
         let done = sqlx::query(&sql)
             .bind(now_ms())
@@ -494,7 +513,8 @@ impl Store {
         };
         let finished = (next == JobState::Dead).then_some(now);
         let done = sqlx::query(
-            "UPDATE jobs SET state = $1, error = $2, locked_by = NULL, locked_until_ms = NULL, run_at_ms = $3, finished_at_ms = $4, updated_at_ms = $5 \
+            "UPDATE jobs SET state = $1, error = $2, locked_by = NULL, locked_until_ms = NULL, run_at_ms = $3, finished_at_ms = $4, updated_at_ms = $5, \
+             payload = CASE WHEN transient_payload = 1 AND $1 = 'dead' THEN '{}' ELSE payload END \
              WHERE id = $6 AND locked_by = $7 AND state = 'running'",
         )
         .bind(next.as_str())
@@ -534,7 +554,8 @@ impl Store {
                 JobState::Failed
             };
             let done = sqlx::query(
-                "UPDATE jobs SET state = $1, error = 'lease expired', locked_by = NULL, locked_until_ms = NULL, run_at_ms = $2, finished_at_ms = $3, updated_at_ms = $4 \
+                "UPDATE jobs SET state = $1, error = 'lease expired', locked_by = NULL, locked_until_ms = NULL, run_at_ms = $2, finished_at_ms = $3, updated_at_ms = $4, \
+                 payload = CASE WHEN transient_payload = 1 AND $1 = 'dead' THEN '{}' ELSE payload END \
                  WHERE id = $5 AND state = 'running' AND locked_until_ms < $4",
             )
             .bind(next.as_str())
@@ -556,9 +577,9 @@ impl Store {
     /// Cancels a job that has not started; false when it is running or finished.
     pub async fn cancel_job(&self, id: &str) -> StoreResult<bool> {
         let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', finished_at_ms = $1, updated_at_ms = $1 WHERE id = $2 AND state IN ('queued', 'failed')",
-        )
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'cancelled', finished_at_ms = $1, updated_at_ms = $1, {FINAL_PAYLOAD} WHERE id = $2 AND state IN ('queued', 'failed')",
+        ))
         .bind(now)
         .bind(id)
         .execute(&self.pool)

@@ -2,9 +2,11 @@
 //! Postgres when the database URL says so. Both run the same queries through sqlx's `Any` driver;
 //! only the DDL differs, and each migration carries both dialects.
 
+pub mod analyses;
 pub mod api_keys;
 pub mod audit;
 pub mod jobs;
+pub mod rules;
 pub mod tokens;
 pub mod users;
 pub mod workers;
@@ -186,6 +188,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sqlite: include_str!("migrations/0002_jobs.sqlite.sql"),
         postgres: include_str!("migrations/0002_jobs.postgres.sql"),
+    },
+    Migration {
+        version: 3,
+        sqlite: include_str!("migrations/0003_analysis_rules.sqlite.sql"),
+        postgres: include_str!("migrations/0003_analysis_rules.postgres.sql"),
     },
 ];
 

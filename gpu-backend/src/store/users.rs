@@ -231,6 +231,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // What the user made: analyses, rules, queued and finished jobs (a job running right
+        // now finishes, then goes with its analysis), NCS stream states.
+        for statement in [
+            "DELETE FROM analyses WHERE owner = $1",
+            "DELETE FROM rules WHERE owner = $1",
+            "DELETE FROM jobs WHERE owner = $1 AND state <> 'running'",
+        ] {
+            sqlx::query(statement)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM stream_states WHERE stream_key LIKE $1")
+            .bind(format!("ncs:{user_id}:%"))
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
             .execute(&mut *tx)

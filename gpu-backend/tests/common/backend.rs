@@ -39,6 +39,7 @@ pub fn args(db: &TestDatabase, data_dir: &std::path::Path) -> BackendArgs {
         seal_keys: None,
         route_policy: None,
         roles: None,
+        retain_images: false,
         workers: 1,
     }
 }

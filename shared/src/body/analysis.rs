@@ -1,8 +1,13 @@
-//! The form fields that come with an image to `POST /api/v1/analysis`.
+//! The upload to `POST /api/v1/analysis` (one image part and the form fields that say how to
+//! analyse it) and the body of `POST /api/v1/analysis/{id}/feedback`.
 
-use super::{Validate, check_charset, check_range, check_some, invalid, is_context_char, refuse};
-use crate::problem::{ErrorCode, Problem};
-use crate::upload::MAX_IMAGE_DIMENSION;
+use super::multipart::{self, MultipartError};
+use super::{
+    Validate, check_charset, check_length, check_range, check_some, invalid, is_context_char,
+    refuse,
+};
+use crate::problem::{ErrorCode, FieldError, Problem};
+use crate::upload::{ImageInfo, MAX_IMAGE_DIMENSION};
 use serde::{Deserialize, Serialize};
 
 /// The confidence threshold when the form gives none.
@@ -127,6 +132,99 @@ impl Validate for AnalysisOptions {
             let max = MAX_IMAGE_DIMENSION as f32;
             check_range("reference_point", x, 0.0, max)?;
             check_range("reference_point", y, 0.0, max)
+        })
+    }
+}
+
+/// A whole analysis upload, read from a `multipart/form-data` body: exactly one `image` part that
+/// passes [`crate::upload::inspect`] against its declared type, and the other parts as
+/// [`AnalysisOptions`]. The edge checks an upload with it before forwarding, and the backend
+/// reads the same body with it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisUpload<'a> {
+    /// The image bytes, as sent.
+    pub image: &'a [u8],
+    /// The image part's declared `Content-Type`.
+    pub declared_type: Option<String>,
+    /// What the header of the image says: format and dimensions.
+    pub info: ImageInfo,
+    /// The other fields.
+    pub options: AnalysisOptions,
+}
+
+impl<'a> AnalysisUpload<'a> {
+    /// Reads `body` sent with `content_type`. A form that does not follow its boundary is
+    /// `BAD_REQUEST`; no `image` part or more than one is `VALIDATION_FAILED`; an image refused
+    /// by the upload policy carries the policy's code (`INVALID_IMAGE_FORMAT`,
+    /// `IMAGE_TOO_LARGE`, …) with the field `image`; a field that is not UTF-8 is
+    /// `VALIDATION_FAILED`; other fields as [`AnalysisOptions::from_fields`].
+    pub fn parse(content_type: &str, body: &'a [u8]) -> Result<AnalysisUpload<'a>, Problem> {
+        let malformed =
+            |e: MultipartError| Problem::new(ErrorCode::BadRequest).with_detail(e.to_string());
+        let boundary = multipart::boundary(content_type).map_err(malformed)?;
+        let parts = multipart::parse(body, boundary).map_err(malformed)?;
+        let mut images = parts.iter().filter(|p| p.name == "image");
+        let (Some(image), None) = (images.next(), images.next()) else {
+            return Err(field_problem(
+                ErrorCode::ValidationFailed,
+                "image",
+                "exactly one image part is required",
+            ));
+        };
+        let info = crate::upload::inspect(image.data, image.content_type.as_deref())
+            .map_err(|e| field_problem(e.code(), "image", &e.to_string()))?;
+        let mut texts = Vec::with_capacity(parts.len());
+        for part in parts.iter().filter(|p| p.name != "image") {
+            let text = std::str::from_utf8(part.data)
+                .map_err(|_| invalid(&part.name, "must be UTF-8 text"))?;
+            texts.push((part.name.as_str(), text));
+        }
+        let options = AnalysisOptions::from_fields(texts)?;
+        Ok(AnalysisUpload {
+            image: image.data,
+            declared_type: image.content_type.clone(),
+            info,
+            options,
+        })
+    }
+}
+
+fn field_problem(code: ErrorCode, field: &str, message: &str) -> Problem {
+    Problem::new(code)
+        .with_detail(message)
+        .with_field_error(FieldError {
+            field: field.to_owned(),
+            code,
+            message: message.to_owned(),
+        })
+}
+
+/// Longest feedback comment, in characters.
+pub const MAX_FEEDBACK_COMMENT_CHARS: usize = 1_000;
+/// Largest mug count a feedback may state.
+pub const MAX_FEEDBACK_MUG_COUNT: u32 = 1_000;
+
+/// Whether an analysis was right, from the person who asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisFeedbackRequest {
+    /// Whether the detections and positions were right.
+    pub correct: bool,
+    /// How many mugs the picture really shows, when the count was wrong: 0 to 1 000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_mug_count: Option<u32>,
+    /// Free text, at most 1 000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl Validate for AnalysisFeedbackRequest {
+    fn validate(&self) -> Result<(), Problem> {
+        check_some(self.actual_mug_count.as_ref(), |&count| {
+            check_range("actual_mug_count", count, 0, MAX_FEEDBACK_MUG_COUNT)
+        })?;
+        check_some(self.comment.as_deref(), |comment| {
+            check_length("comment", comment, 0, MAX_FEEDBACK_COMMENT_CHARS)
         })
     }
 }

@@ -1,8 +1,9 @@
 //! Strict request bodies: JSON that refuses unknown fields, NaN and infinities, and the lengths and
 //! ranges of the public API; every refusal is a [`Problem`] with a stable code naming the field.
 //!
-//! One submodule per family of routes: [`points`] (NCS), [`analysis`] (the upload's form fields),
-//! [`rules`], [`auth`], and [`form`] (a strict `application/x-www-form-urlencoded` decoder).
+//! One submodule per family of routes: [`points`] (NCS), [`analysis`] (the upload and its
+//! feedback), [`rules`], [`auth`], [`form`] (a strict `application/x-www-form-urlencoded`
+//! decoder) and [`multipart`] (a strict `multipart/form-data` reader).
 //!
 //! Bodies refuse rather than report everything: the first broken rule found is the answer.
 
@@ -13,10 +14,11 @@
 pub mod analysis;
 pub mod auth;
 pub mod form;
+pub mod multipart;
 pub mod points;
 pub mod rules;
 
-pub use analysis::AnalysisOptions;
+pub use analysis::{AnalysisFeedbackRequest, AnalysisOptions, AnalysisUpload};
 pub use auth::{
     ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest, PasswordChangeRequest,
     RefreshRequest,

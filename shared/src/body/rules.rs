@@ -242,6 +242,12 @@ pub struct NaturalLanguageRuleRequest {
     /// The drafted rule's name, as in [`RuleDefinition::name`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Saves the drafted rule as the caller's when true; false when absent (draft only).
+    #[serde(default)]
+    pub save: bool,
+    /// The rules context of the drafted rule, as in [`RuleDefinition::context`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 impl Validate for RuleDefinition {
@@ -388,7 +394,8 @@ impl Validate for RuleEvaluateRequest {
 impl Validate for NaturalLanguageRuleRequest {
     fn validate(&self) -> Result<(), Problem> {
         check_length("text", &self.text, 1, MAX_RULE_TEXT_CHARS)?;
-        check_some(self.name.as_deref(), check_name)
+        check_some(self.name.as_deref(), check_name)?;
+        check_some(self.context.as_deref(), check_context)
     }
 }
 
