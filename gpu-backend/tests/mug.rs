@@ -9,9 +9,7 @@ use gpu_backend::mug::postprocess::{
 };
 use gpu_backend::mug::preprocess::{Letterbox, decode_image, letterbox_pixels};
 use gpu_backend::mug::rules::{StoredRule, Verdict, evaluate, evaluate_analysis, mug_facts};
-use gpu_backend::mug::synthetic::{
-    DistractorKind, DistractorSpec, Handle, MugSpec, SceneSpec, View, random_scene, render,
-};
+use gpu_backend::mug::synthetic::{SceneSpec, desk_scene, random_scene, render};
 use gpu_backend::mug::{
     Analysis, AnalyzeOptions, BoundingBox, Detection, Detector, MugError, positioning,
 };
@@ -284,48 +282,7 @@ fn scenes_are_deterministic_and_boxes_cover_the_mugs() {
 }
 
 fn known_scene(mugs: &[(f32, f32, f32)]) -> SceneSpec {
-    SceneSpec {
-        width: 320,
-        height: 240,
-        view: View::Side { horizon: 40.0 },
-        wall: [0.85, 0.85, 0.8],
-        table: [0.55, 0.38, 0.22],
-        grain: Some((0.05, 9.0)),
-        light: (0.5, 0.3),
-        distractors: vec![DistractorSpec {
-            kind: DistractorKind::Block,
-            x: 160.0,
-            y: 60.0,
-            width: 40.0,
-            height: 20.0,
-            colour: [0.2, 0.3, 0.7],
-            angle: 0.0,
-        }],
-        mugs: mugs
-            .iter()
-            .enumerate()
-            .map(|(i, &(x, base_y, width))| MugSpec {
-                x,
-                base_y,
-                width,
-                aspect: 1.1,
-                taper: 1.0,
-                colour: [[0.8, 0.1, 0.1], [0.95, 0.95, 0.95], [0.1, 0.4, 0.8]][i % 3],
-                band: None,
-                fill: [0.25, 0.13, 0.06],
-                handle: if i % 2 == 0 {
-                    Handle::Right
-                } else {
-                    Handle::Left
-                },
-                handle_size: 0.6,
-                handle_thickness: 0.35,
-            })
-            .collect(),
-        blur: 0,
-        noise: 0.01,
-        noise_seed: 7,
-    }
+    desk_scene(320, 240, mugs)
 }
 
 #[test]

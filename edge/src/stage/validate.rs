@@ -2,14 +2,14 @@
 //! only up to the route's limit (413), typed JSON bodies are validated with [`shared::body`]
 //! and image uploads with [`shared::upload::inspect`] (422), all before anything is forwarded.
 
+use shared::ErrorCode;
 use shared::body::{
-    AnalysisFeedbackRequest, AnalysisUpload, ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest,
-    NaturalLanguageRuleRequest, PasswordChangeRequest, ProcessPointsRequest, RefreshRequest,
-    RuleDefinition, RuleEvaluateRequest, RulePatch, parse_valid,
+    AnalysisFeedbackRequest, AnalysisUpload, ApiKeyCreateRequest, LoginRequest, LogoutRequest,
+    MfaVerifyRequest, NaturalLanguageRuleRequest, PasswordChangeRequest, ProcessPointsRequest,
+    RefreshRequest, RuleDefinition, RuleEvaluateRequest, RulePatch, parse_valid,
 };
 use shared::route_policy::{ContentKind, Route};
 use shared::upload::BodyLimit;
-use shared::ErrorCode;
 
 use super::Refusal;
 use crate::ports::BodySource;

@@ -248,14 +248,14 @@ async fn visible(
     caller: &Caller,
     id: &str,
     method: &str,
-    pattern: &str,
 ) -> ApiResult<AnalysisRecord> {
     let not_found = || ApiError::detail(ErrorCode::NotFound, "no such analysis");
     if !is_id(id) {
         return Err(not_found());
     }
     let record = state.store.analysis(id).await?.ok_or_else(not_found)?;
-    if record.owner == caller.principal.subject || state.acts_for_others(caller, method, pattern) {
+    let path = format!("/api/v1/analysis/{id}");
+    if record.owner == caller.principal.subject || state.acts_for_others(caller, method, &path) {
         Ok(record)
     } else {
         Err(not_found())
@@ -275,12 +275,12 @@ pub async fn get_one(
     Query(query): Query<WaitQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AnalysisRead)?;
-    let mut record = visible(&state, &caller, &id, "GET", "/api/v1/analysis/{id}").await?;
+    let mut record = visible(&state, &caller, &id, "GET").await?;
     if let Some(wait) = query.wait
         && !record.job_state.is_some_and(JobState::is_final)
     {
         wait_for_job(&state.store, &record.job_id, Duration::from_secs(wait)).await?;
-        record = visible(&state, &caller, &id, "GET", "/api/v1/analysis/{id}").await?;
+        record = visible(&state, &caller, &id, "GET").await?;
     }
     Ok(Json(with_request_id(analysis_view(&record), &caller)).into_response())
 }
@@ -353,7 +353,7 @@ pub async fn delete_one(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::AnalysisDelete)?;
-    visible(&state, &caller, &id, "DELETE", "/api/v1/analysis/{id}").await?;
+    visible(&state, &caller, &id, "DELETE").await?;
     match state.store.delete_analysis(&id).await? {
         Deleted::Done => Ok(StatusCode::NO_CONTENT),
         Deleted::Missing => Err(ApiError::detail(ErrorCode::NotFound, "no such analysis")),

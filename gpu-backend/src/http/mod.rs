@@ -78,7 +78,7 @@ impl AppState {
         }
     }
 
-    /// Whether `caller` may act on other principals' items on the route `method path`: the
+    /// Whether `caller` may act on other principals' items on `method path` (a request path): the
     /// route policy names the permission (`admin_permission`), and the caller holds it.
     pub fn acts_for_others(&self, caller: &gate::Caller, method: &str, path: &str) -> bool {
         match self.routes.resolve(method, path) {
@@ -130,7 +130,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/analysis/{id}/feedback", post(analysis::feedback))
         .route("/api/v1/rules", get(rules::list).post(rules::create))
         .route("/api/v1/rules/evaluate", post(rules::evaluate))
-        .route("/api/v1/rules/natural-language", post(rules::natural_language))
+        .route(
+            "/api/v1/rules/natural-language",
+            post(rules::natural_language),
+        )
         .route(
             "/api/v1/rules/{id}",
             get(rules::get_one)

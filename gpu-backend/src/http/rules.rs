@@ -56,7 +56,7 @@ fn too_many(error: StoreError) -> ApiError {
     }
 }
 
-/// Rule `id` if `caller` may use it on `method pattern`: their own, or anyone's with the route's
+/// Rule `id` if `caller` may use it with `method`: their own, or anyone's with the route's
 /// admin permission; otherwise "not found".
 async fn visible(
     state: &SharedState,
@@ -70,7 +70,7 @@ async fn visible(
     }
     let record = state.store.rule(id).await?.ok_or_else(not_found)?;
     if record.owner == caller.principal.subject
-        || state.acts_for_others(caller, method, "/api/v1/rules/{id}")
+        || state.acts_for_others(caller, method, &format!("/api/v1/rules/{id}"))
     {
         Ok(record)
     } else {
@@ -212,7 +212,9 @@ pub async fn delete_one(
 fn fact_sets(context: &Value) -> Vec<Value> {
     let looks_like_analysis = context.get("detections").is_some_and(Value::is_array)
         && context.get("positioning").is_some_and(Value::is_array);
-    if looks_like_analysis && let Ok(mut analysis) = serde_json::from_value::<Analysis>(context.clone()) {
+    if looks_like_analysis
+        && let Ok(mut analysis) = serde_json::from_value::<Analysis>(context.clone())
+    {
         if analysis.mug_count == 0 {
             analysis.mug_count = analysis.detections.len();
         }
@@ -232,9 +234,8 @@ async fn evaluate_rules(
         Some(ids) => {
             let mut rules = Vec::with_capacity(ids.len());
             for id in ids {
-                let missing = || {
-                    ApiError::field(ErrorCode::NotFound, "rule_ids", format!("no rule {id}"))
-                };
+                let missing =
+                    || ApiError::field(ErrorCode::NotFound, "rule_ids", format!("no rule {id}"));
                 if !is_id(id) {
                     return Err(missing());
                 }

@@ -112,18 +112,17 @@ impl AnalysisKernel {
             mm_per_pixel: options.calibration_mm_per_pixel,
             input_size: None,
         };
-        let analysis =
-            match detector.analyze(&image, request.declared_type.as_deref(), &analyze) {
-                Ok(analysis) => analysis,
-                Err(MugError::Upload(e)) => return refusal(e.code(), e.to_string()),
-                Err(MugError::Decode(detail)) => {
-                    return refusal(
-                        shared::ErrorCode::InvalidImageFormat,
-                        format!("the image does not decode: {detail}"),
-                    );
-                }
-                Err(e) => return Err(KernelError::Failed(e.to_string())),
-            };
+        let analysis = match detector.analyze(&image, request.declared_type.as_deref(), &analyze) {
+            Ok(analysis) => analysis,
+            Err(MugError::Upload(e)) => return refusal(e.code(), e.to_string()),
+            Err(MugError::Decode(detail)) => {
+                return refusal(
+                    shared::ErrorCode::InvalidImageFormat,
+                    format!("the image does not decode: {detail}"),
+                );
+            }
+            Err(e) => return Err(KernelError::Failed(e.to_string())),
+        };
         let rules: Vec<StoredRule> = request
             .rules
             .into_iter()
@@ -340,6 +339,9 @@ mod tests {
             describe_offset(Point { x: -40.0, y: 7.6 }, "mm"),
             "40 mm left and 8 mm down"
         );
-        assert_eq!(describe_offset(Point { x: 0.2, y: -0.1 }, "px"), "on the spot");
+        assert_eq!(
+            describe_offset(Point { x: 0.2, y: -0.1 }, "px"),
+            "on the spot"
+        );
     }
 }

@@ -179,7 +179,7 @@ pub fn evaluate(rules: &[StoredRule], facts: &[Value]) -> Evaluation {
             skipped.push(stored.id.clone());
             continue;
         }
-        let global = rule.conditions.iter().all(|c| c.field == "mug_count");
+        let global = is_count_rule(rule);
         for set in facts {
             if rule_matches(rule, set) {
                 matches.push(RuleMatch {
@@ -226,7 +226,23 @@ pub fn evaluate(rules: &[StoredRule], facts: &[Value]) -> Evaluation {
     }
 }
 
-/// Evaluates `rules` against every mug of `analysis` (see [`mug_facts`]).
+/// Whether every condition of `rule` reads only `mug_count`: a rule about the picture as a
+/// whole rather than about each mug.
+pub fn is_count_rule(rule: &RuleDefinition) -> bool {
+    rule.conditions.iter().all(|c| c.field == "mug_count")
+}
+
+/// Evaluates `rules` against every mug of `analysis` (see [`mug_facts`]). With no mug in the
+/// picture only the rules about the count apply: a rule about a mug's position has no mug to be
+/// about (without this, `position_key != center` would hold for the missing mug).
 pub fn evaluate_analysis(rules: &[StoredRule], analysis: &Analysis) -> Evaluation {
+    if analysis.detections.is_empty() {
+        let count_rules: Vec<StoredRule> = rules
+            .iter()
+            .filter(|r| is_count_rule(&r.rule) || !r.rule.enabled)
+            .cloned()
+            .collect();
+        return evaluate(&count_rules, &mug_facts(analysis));
+    }
     evaluate(rules, &mug_facts(analysis))
 }

@@ -294,6 +294,57 @@ impl Canvas {
     }
 }
 
+/// A plain desk scene, seen from the side, with mugs at known places: each `(x, base_y, width)`
+/// is a mug's centre line, the row its base stands on and its body width, in pixels. Mugs
+/// alternate red, white and blue, handles right and left; one blue block sits on the wall as
+/// clutter. Tests and the example image of the API use it for mugs whose position is known.
+pub fn desk_scene(width: u32, height: u32, mugs: &[(f32, f32, f32)]) -> SceneSpec {
+    SceneSpec {
+        width,
+        height,
+        view: View::Side {
+            horizon: height as f32 / 6.0,
+        },
+        wall: [0.85, 0.85, 0.8],
+        table: [0.55, 0.38, 0.22],
+        grain: Some((0.05, 9.0)),
+        light: (0.5, 0.3),
+        distractors: vec![DistractorSpec {
+            kind: DistractorKind::Block,
+            x: width as f32 / 2.0,
+            y: height as f32 / 4.0,
+            width: width as f32 / 8.0,
+            height: height as f32 / 12.0,
+            colour: [0.2, 0.3, 0.7],
+            angle: 0.0,
+        }],
+        mugs: mugs
+            .iter()
+            .enumerate()
+            .map(|(i, &(x, base_y, width))| MugSpec {
+                x,
+                base_y,
+                width,
+                aspect: 1.1,
+                taper: 1.0,
+                colour: [[0.8, 0.1, 0.1], [0.95, 0.95, 0.95], [0.1, 0.4, 0.8]][i % 3],
+                band: None,
+                fill: [0.25, 0.13, 0.06],
+                handle: if i % 2 == 0 {
+                    Handle::Right
+                } else {
+                    Handle::Left
+                },
+                handle_size: 0.6,
+                handle_thickness: 0.35,
+            })
+            .collect(),
+        blur: 0,
+        noise: 0.01,
+        noise_seed: 7,
+    }
+}
+
 /// Renders a scene exactly as specified.
 pub fn render(spec: &SceneSpec) -> Scene {
     let (w, h) = (spec.width.max(1) as usize, spec.height.max(1) as usize);

@@ -461,13 +461,17 @@ impl Store {
             .map(|(id, result)| serde_json::json!({ "id": id, "result": result.to_string() }))
             .collect();
         let sql = match self.dialect {
-            Dialect::Postgres => format!("UPDATE jobs SET state = 'succeeded', result = v.result, error = NULL, locked_until_ms = NULL, finished_at_ms = $1, updated_at_ms = $1, {FINAL_PAYLOAD} \
+            Dialect::Postgres => format!(
+                "UPDATE jobs SET state = 'succeeded', result = v.result, error = NULL, locked_until_ms = NULL, finished_at_ms = $1, updated_at_ms = $1, {FINAL_PAYLOAD} \
                  FROM (SELECT x->>'id' AS id, x->>'result' AS result FROM json_array_elements($3::json) AS x) AS v \
-                 WHERE jobs.id = v.id AND jobs.locked_by = $2 AND jobs.state = 'running'"),
-            Dialect::Sqlite => format!("UPDATE jobs SET state = 'succeeded', \
+                 WHERE jobs.id = v.id AND jobs.locked_by = $2 AND jobs.state = 'running'"
+            ),
+            Dialect::Sqlite => format!(
+                "UPDATE jobs SET state = 'succeeded', \
                  result = (SELECT json_extract(x.value, '$.result') FROM json_each($3) AS x WHERE json_extract(x.value, '$.id') = jobs.id), \
                  error = NULL, locked_until_ms = NULL, finished_at_ms = $1, updated_at_ms = $1, {FINAL_PAYLOAD} \
-                 WHERE id IN (SELECT json_extract(x.value, '$.id') FROM json_each($3) AS x) AND locked_by = $2 AND state = 'running'"),
+                 WHERE id IN (SELECT json_extract(x.value, '$.id') FROM json_each($3) AS x) AND locked_by = $2 AND state = 'running'"
+            ),
         };
         let done = sqlx::query(&sql)
             .bind(now_ms())

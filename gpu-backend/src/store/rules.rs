@@ -142,7 +142,11 @@ impl Store {
     }
 
     /// Every rule of `owner` (of `context` when given), highest priority first.
-    pub async fn rules_of(&self, owner: &str, context: Option<&str>) -> StoreResult<Vec<RuleRecord>> {
+    pub async fn rules_of(
+        &self,
+        owner: &str,
+        context: Option<&str>,
+    ) -> StoreResult<Vec<RuleRecord>> {
         let (rules, _) = self
             .list_rules(&RuleFilter {
                 owner: Some(owner),

@@ -51,11 +51,26 @@ impl TestBackend {
         Self::start_with(db, data_dir).await
     }
 
+    /// Starts a backend whose arguments `configure` has adjusted.
+    pub async fn start_configured(
+        kind: DbKind,
+        configure: impl FnOnce(&mut BackendArgs),
+    ) -> TestBackend {
+        let db = TestDatabase::new(kind).await;
+        let data_dir = std::env::temp_dir().join(unique("h200_backend"));
+        let mut args = args(&db, &data_dir);
+        configure(&mut args);
+        Self::start_args(db, data_dir, &args).await
+    }
+
     /// Starts (or restarts) a backend over an existing database and data folder.
     pub async fn start_with(db: TestDatabase, data_dir: PathBuf) -> TestBackend {
-        let backend = Backend::prepare(&args(&db, &data_dir))
-            .await
-            .expect("backend starts");
+        let args = args(&db, &data_dir);
+        Self::start_args(db, data_dir, &args).await
+    }
+
+    async fn start_args(db: TestDatabase, data_dir: PathBuf, args: &BackendArgs) -> TestBackend {
+        let backend = Backend::prepare(args).await.expect("backend starts");
         let base = format!("http://{}", backend.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(backend.serve(async move {
