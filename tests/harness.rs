@@ -197,6 +197,8 @@ impl Backend {
         let process = Running(
             h200(&binary, &data)
                 .args(["backend", "--addr", &format!("127.0.0.1:{port}")])
+                // One worker in the backend runs the analysis jobs of the mug scenario.
+                .env("H200_BACKEND_WORKERS", "1")
                 .spawn()
                 .expect("backend starts"),
         );

@@ -107,6 +107,7 @@ pub fn scenarios() -> Vec<Scenario> {
         ),
         scenario!("audit events reach the backend", audit_reaches_backend),
         scenario!("ip block and its expiry", ip_block_and_expiry),
+        scenario!("mug analysis with rules", mug_analysis),
     ]
 }
 
@@ -691,4 +692,123 @@ async fn ip_block_and_expiry(caller: &Caller) -> Outcome {
     check(after.status == StatusCode::OK, || {
         format!("after the block: {} {}", after.status, after.body)
     })
+}
+
+/// The example photo: a centred mug and one at the left edge (see `gpu-backend/tests/mug.rs`).
+const EXAMPLE_IMAGE: &[u8] = include_bytes!("fixtures/desk-two-mugs.png");
+
+/// An analysis form: the example image and `fields`.
+fn analysis_form(boundary: &str, fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"desk.png\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(EXAMPLE_IMAGE);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// A manager drafts and saves a rule from a sentence, uploads a photo through the edge, waits
+/// for the worker's result and finds both mugs, the rule fired for the one at the edge, and the
+/// result readable only by its owner.
+async fn mug_analysis(caller: &Caller) -> Outcome {
+    let manager = caller.token("manager").await?;
+    let drafted = caller
+        .send(
+            caller
+                .edge(Method::POST, "/api/v1/rules/natural-language")
+                .bearer_auth(&manager)
+                .header("content-type", "application/json")
+                .body(r#"{"text":"alert if the mug is near the left edge","save":true}"#),
+        )
+        .await?;
+    check(drafted.status == StatusCode::CREATED, || {
+        format!("drafting a rule: {} {}", drafted.status, drafted.body)
+    })?;
+    let rule_id = drafted.body["id"].as_str().unwrap_or_default().to_owned();
+    let boundary = "h200-e2e-form";
+    let answer = caller
+        .send(
+            caller
+                .edge(Method::POST, "/api/v1/analysis?wait=60")
+                .bearer_auth(&manager)
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(analysis_form(
+                    boundary,
+                    &[("calibration_mm_per_pixel", "0.5")],
+                )),
+        )
+        .await?;
+    let result = &answer.body;
+    check(answer.status == StatusCode::OK, || {
+        format!("upload: {} {result}", answer.status)
+    })?;
+    answer.hardened()?;
+    let mut keys: Vec<&str> = result["positioning"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .filter_map(|p| p["position_key"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    keys.sort_unstable();
+    check(
+        result["mug_count"] == 2 && keys == ["center", "left_edge"],
+        || format!("expected a centred mug and one at the left edge: {result}"),
+    )?;
+    check(result["verdict"] == "alert", || {
+        format!("the left-edge rule should alert: {result}")
+    })?;
+    let fired: Vec<&Value> = result["rule_violations"]
+        .as_array()
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
+    check(
+        fired.len() == 1 && fired[0]["rule_id"] == rule_id.as_str(),
+        || format!("rule {rule_id} should fire once: {result}"),
+    )?;
+    check(
+        result["positioning"]
+            .as_array()
+            .is_some_and(|p| p.iter().all(|p| p["offset_mm"]["x"].is_number())),
+        || format!("offsets in mm with the calibration: {result}"),
+    )?;
+    let path = format!("/api/v1/analysis/{}", result["id"].as_str().unwrap_or("-"));
+    let again = caller
+        .send(caller.edge(Method::GET, &path).bearer_auth(&manager))
+        .await?;
+    check(
+        again.status == StatusCode::OK && again.body["detections"] == result["detections"],
+        || format!("reading it back: {} {}", again.status, again.body),
+    )?;
+    let analyst = caller.token("analyst").await?;
+    caller
+        .send(caller.edge(Method::GET, &path).bearer_auth(&analyst))
+        .await?
+        .refused(404, "NOT_FOUND")?;
+    let feedback = caller
+        .send(
+            caller
+                .edge(Method::POST, &format!("{path}/feedback"))
+                .bearer_auth(&manager)
+                .header("content-type", "application/json")
+                .body(r#"{"correct":true}"#),
+        )
+        .await?;
+    check(
+        feedback.status == StatusCode::OK && feedback.body["user_feedback"]["correct"] == true,
+        || format!("feedback: {} {}", feedback.status, feedback.body),
+    )
 }

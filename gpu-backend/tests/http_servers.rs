@@ -32,7 +32,10 @@ async fn servers_show_and_obey(kind: Backend) {
     let server = &servers[0];
     assert_eq!(server["state"], "active");
     assert_eq!(server["status"], "online");
-    assert_eq!(server["kinds"], serde_json::json!(["echo", "ncs"]));
+    assert_eq!(
+        server["kinds"],
+        serde_json::json!(["analysis", "echo", "ncs"])
+    );
     assert_eq!(server["device"], "cpu");
     let id = server["id"].as_str().unwrap().to_owned();
 

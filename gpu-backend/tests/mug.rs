@@ -650,3 +650,42 @@ fn coco_shaped_yolov8n_weights_load_with_coco_names() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The example image of the README and the end-to-end tests, `tests/fixtures/desk-two-mugs.png`.
+const EXAMPLE_IMAGE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/desk-two-mugs.png"
+);
+
+/// The example image's scene: a centred mug and one at the left edge.
+fn example_scene() -> SceneSpec {
+    desk_scene(320, 240, &[(160.0, 150.0, 60.0), (40.0, 130.0, 50.0)])
+}
+
+/// The committed example is exactly the documented scene (rewrite it with
+/// `H200_WRITE_EXAMPLE_IMAGE=1`), and the shipped model finds both mugs where they stand.
+#[test]
+fn the_example_image_is_the_documented_scene() {
+    let scene = render(&example_scene());
+    if std::env::var_os("H200_WRITE_EXAMPLE_IMAGE").is_some() {
+        std::fs::write(EXAMPLE_IMAGE, png_bytes(&scene.image)).unwrap();
+    }
+    let bytes = std::fs::read(EXAMPLE_IMAGE).unwrap();
+    let committed = decode_image(&bytes, Some("image/png")).unwrap();
+    assert_eq!(committed, scene.image);
+    let analysis = Detector::shipped()
+        .unwrap()
+        .analyze(&bytes, Some("image/png"), &AnalyzeOptions::default())
+        .unwrap();
+    let mut keys: Vec<_> = analysis
+        .positioning
+        .iter()
+        .map(|p| p.position_key)
+        .collect();
+    keys.sort_by_key(|k| k.as_str());
+    assert_eq!(
+        keys,
+        [PositionKey::Center, PositionKey::LeftEdge],
+        "{analysis:#?}"
+    );
+}

@@ -132,7 +132,7 @@ impl Store {
             Some(job_id) => job_id,
             None => {
                 let job_id = uuid::Uuid::now_v7().to_string();
-                insert_job(&mut *tx, &job_id, job, now).await?;
+                insert_job(&mut tx, &job_id, job, now).await?;
                 job_id
             }
         };
