@@ -34,13 +34,10 @@ fn rule_view(record: &RuleRecord, caller: &Caller) -> Value {
     view
 }
 
-fn created(record: &RuleRecord, caller: &Caller, extra: Option<Value>) -> Response {
-    let mut body = rule_view(record, caller);
-    if let (Some(Value::Object(extra)), Some(target)) = (extra, body.as_object_mut()) {
-        target.extend(extra);
-    }
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/rules/{}", record.id)) {
+/// `status` with `body` and the `Location` of rule `id`.
+fn with_location(status: StatusCode, body: Value, id: &str) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/rules/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
@@ -158,7 +155,11 @@ pub async fn create(
         .create_rule(&caller.principal.subject, &rule)
         .await
         .map_err(too_many)?;
-    Ok(created(&record, &caller, None))
+    Ok(with_location(
+        StatusCode::CREATED,
+        rule_view(&record, &caller),
+        &record.id,
+    ))
 }
 
 /// `GET /api/v1/rules/{id}`.
@@ -281,7 +282,7 @@ pub async fn evaluate(
 }
 
 /// `POST /api/v1/rules/natural-language`: a drafted rule with its interpretation, confidence and
-/// warnings; with `"save": true` it is also stored (201).
+/// warnings; with `"save": true` it is also stored (201, with its `id` and the stored `rule`).
 pub async fn natural_language(
     State(state): State<SharedState>,
     caller: Caller,
@@ -304,10 +305,12 @@ pub async fn natural_language(
             .create_rule(&caller.principal.subject, &parsed.rule)
             .await
             .map_err(too_many)?;
-        let mut extra = draft;
-        extra["saved"] = json!(true);
-        extra["rule"] = serde_json::to_value(&record).unwrap_or_default();
-        return Ok(created(&record, &caller, Some(extra)));
+        let mut body = draft;
+        body["id"] = json!(record.id);
+        body["saved"] = json!(true);
+        body["rule"] = serde_json::to_value(&record).unwrap_or_default();
+        body["request_id"] = json!(caller.request_id);
+        return Ok(with_location(StatusCode::CREATED, body, &record.id));
     }
     let mut body = draft;
     body["saved"] = json!(false);
