@@ -169,6 +169,10 @@ pub struct DetectArgs {
     /// Longer side of the network input (default: the model's own, 640 for COCO weights).
     #[arg(long, env = "H200_MUG_IMAGE_SIZE")]
     pub image_size: Option<u32>,
+    /// Also time N more analyses of the image (decode included) and print images/s on
+    /// standard error, with the device.
+    #[arg(long, value_name = "N")]
+    pub bench: Option<usize>,
 }
 
 /// Arguments of `h200 train-detector`.
@@ -580,6 +584,23 @@ fn detect(args: &DetectArgs) -> anyhow::Result<()> {
         .analyze(&bytes, None, &options)
         .with_context(|| format!("analysing {}", args.image.display()))?;
     println!("{}", serde_json::to_string_pretty(&analysis)?);
+    if let Some(runs) = args.bench.filter(|&n| n > 0) {
+        let started = std::time::Instant::now();
+        for _ in 0..runs {
+            detector.analyze(&bytes, None, &options)?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let device = match crate::mug::default_device() {
+            candle_core::Device::Cuda(_) => "cuda:0",
+            _ => "cpu",
+        };
+        eprintln!(
+            "{runs} analyses at {} px on {device}: {:.2} images/s ({:.1} ms/image)",
+            args.image_size.unwrap_or(detector.input_size()),
+            runs as f64 / seconds,
+            seconds * 1000.0 / runs as f64
+        );
+    }
     Ok(())
 }
 

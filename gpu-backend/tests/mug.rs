@@ -689,3 +689,27 @@ fn the_example_image_is_the_documented_scene() {
         "{analysis:#?}"
     );
 }
+
+/// `h200 detect` prints the analysis of a file as JSON, and with `--bench` the speed.
+#[test]
+fn h200_detect_prints_the_analysis_and_the_speed() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_h200"))
+        .args(["detect", EXAMPLE_IMAGE, "--calibration-mm-per-pixel", "0.5"])
+        .args(["--bench", "2"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let analysis: Analysis = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(analysis.mug_count, 2);
+    assert!(analysis.positioning.iter().all(|p| p.offset_mm.is_some()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("2 analyses at 256 px on ") && stderr.contains("images/s"),
+        "{stderr}"
+    );
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_h200"))
+        .args(["detect", "no-such-file.png"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+}
