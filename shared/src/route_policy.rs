@@ -688,6 +688,12 @@ mod tests {
             found(&policy, "GET", "/api/v1/rules")
                 .route
                 .admin_permission,
+            Some(Permission::AdminUsers)
+        );
+        assert_eq!(
+            found(&policy, "POST", "/api/v1/rules")
+                .route
+                .admin_permission,
             None
         );
 
