@@ -687,17 +687,17 @@ async fn key_rotation_keeps_old_tokens_valid(kind: Backend) {
     );
     // The old token still verifies, and refreshing gives a token under the new key.
     backend.principal_of(&old_access).await;
-    let refreshed: serde_json::Value = backend
+    let refreshed = backend
         .json(
             "POST",
             "/auth/refresh",
             Some(&anonymous()),
             json!({ "refresh_token": old_refresh }),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
+    let status = refreshed.status();
+    let refreshed: serde_json::Value = refreshed.json().await.unwrap();
+    assert_eq!(status, 200, "refresh after the rotation: {refreshed}");
     let new_access = refreshed["access_token"].as_str().unwrap();
     let kid_of = |token: &str| {
         use base64::Engine;

@@ -165,6 +165,55 @@ fn event(kind: AuditEventType, ms: u64, seed: u8, principal: &str) -> AuditEvent
     e
 }
 
+/// Read-then-write transactions racing each other: each spends its own refresh token while
+/// the others commit. On SQLite a deferred transaction would fail with `SQLITE_BUSY` the moment
+/// another connection wrote between its read and its write; every one must succeed.
+async fn concurrent_read_then_write(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let user = store
+        .create_user(NewUser {
+            username: "cy",
+            password_hash: "h",
+            roles: &[],
+            email_sealed: None,
+        })
+        .await
+        .unwrap();
+    let far = gpu_backend::store::now_ms() + 60_000;
+    const TOKENS: usize = 48;
+    for i in 0..TOKENS {
+        store
+            .create_token_family(&format!("f{i}"), &user.id)
+            .await
+            .unwrap();
+        store
+            .record_refresh_token(&format!("r{i}"), &format!("f{i}"), &user.id, far)
+            .await
+            .unwrap();
+    }
+    let spends = (0..TOKENS).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.use_refresh_token(&format!("r{i}")).await })
+    });
+    for outcome in futures_join(spends).await {
+        assert!(
+            matches!(outcome, Ok(RefreshUse::Rotated { .. })),
+            "{outcome:?}"
+        );
+    }
+}
+
+async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+on_both_stores!(concurrent_spends, concurrent_read_then_write);
+
 async fn audit_chain_dedup_filters_and_tampering(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let store = db.store().await;

@@ -93,8 +93,11 @@ impl Worker {
         let kernels: BTreeMap<_, _> = kernels.into_iter().map(|k| (k.kind(), k)).collect();
         anyhow::ensure!(!kernels.is_empty(), "a worker needs at least one kernel");
         for kernel in kernels.values() {
-            kernel
-                .health()
+            // A health check may load a model: keep it off the async threads.
+            let checked = kernel.clone();
+            tokio::task::spawn_blocking(move || checked.health())
+                .await
+                .context("a kernel health check panicked")?
                 .map_err(|e| anyhow::anyhow!("kernel {} is unhealthy: {e}", kernel.kind()))?;
         }
         let id = uuid::Uuid::now_v7().to_string();

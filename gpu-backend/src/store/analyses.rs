@@ -117,7 +117,7 @@ impl Store {
         sealed_image: Option<String>,
     ) -> StoreResult<(AnalysisRecord, bool)> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let shared: Option<String> = sqlx::query_scalar(
             "SELECT a.job_id FROM analyses a JOIN jobs j ON j.id = a.job_id \
              WHERE a.cache_key = $1 AND j.created_at_ms >= $2 AND j.state IN ('queued', 'running', 'failed', 'succeeded') \
@@ -210,7 +210,7 @@ impl Store {
     /// Deletes analysis `id`, and its job when no other analysis shares it. A job that is
     /// running and not shared makes it [`Deleted::Busy`], and nothing is written.
     pub async fn delete_analysis(&self, id: &str) -> StoreResult<Deleted> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let job_id: Option<String> =
             sqlx::query_scalar("SELECT job_id FROM analyses WHERE id = $1")
                 .bind(id)

@@ -59,7 +59,7 @@ impl Store {
     /// Appends events in order, skipping ids already stored (sinks may deliver twice).
     pub async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<AppendOutcome> {
         let _one_appender = self.audit_append.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.dialect == Dialect::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(720002)")
                 .execute(&mut *tx)

@@ -417,7 +417,7 @@ impl Store {
         stream_state: Option<(&str, &str)>,
     ) -> StoreResult<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             &format!("UPDATE jobs SET state = 'succeeded', result = $1, error = NULL, locked_until_ms = NULL, finished_at_ms = $2, updated_at_ms = $2, {FINAL_PAYLOAD} \
              WHERE id = $3 AND locked_by = $4 AND state = 'running'"),

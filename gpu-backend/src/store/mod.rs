@@ -120,6 +120,16 @@ impl Store {
         Ok(store)
     }
 
+    /// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that reads and then
+    /// writes fails at once with `SQLITE_BUSY` when another connection wrote in between.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -138,7 +148,7 @@ impl Store {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.dialect == Dialect::Postgres {
             // Two backends starting together must not migrate at the same time.
             sqlx::query("SELECT pg_advisory_xact_lock(720001)")

@@ -65,7 +65,7 @@ impl Store {
     /// Saves a new rule of `owner`. [`StoreError::Conflict`] when the owner already keeps
     /// [`MAX_RULES_PER_OWNER`] rules.
     pub async fn create_rule(&self, owner: &str, rule: &RuleDefinition) -> StoreResult<RuleRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rules WHERE owner = $1")
             .bind(owner)
             .fetch_one(&mut *tx)
@@ -166,7 +166,7 @@ impl Store {
         patch: &RulePatch,
         check: impl FnOnce(&RuleDefinition) -> Result<(), E>,
     ) -> StoreResult<Option<Result<RuleRecord, E>>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = $1"))
             .bind(id)
             .fetch_optional(&mut *tx)

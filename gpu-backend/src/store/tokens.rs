@@ -62,7 +62,7 @@ impl Store {
     /// Spends a refresh token exactly once. A second presentation revokes its family.
     pub async fn use_refresh_token(&self, jti: &str) -> StoreResult<RefreshUse> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT r.user_id, r.family_id, r.expires_at_ms, r.used_at_ms, f.revoked_at_ms \
              FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.jti = $1",

@@ -69,7 +69,7 @@ impl Store {
     pub async fn create_user(&self, new: NewUser<'_>) -> StoreResult<UserRecord> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, roles, email_sealed, mfa_enabled, created_at_ms, updated_at_ms) \
              VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
@@ -137,7 +137,7 @@ impl Store {
     /// Replaces the password and keeps only the last [`PASSWORD_HISTORY_DEPTH`] in the history.
     pub async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let updated =
             sqlx::query("UPDATE users SET password_hash = $1, updated_at_ms = $2 WHERE id = $3")
                 .bind(password_hash)
@@ -219,7 +219,7 @@ impl Store {
     /// Erases the user; their keys, tokens and history go with them (the audit trail keeps only
     /// the opaque user id, which no longer leads to anyone).
     pub async fn delete_user(&self, user_id: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in [
             "api_keys",
             "refresh_tokens",
