@@ -313,10 +313,14 @@ async fn analysis_api(kind: Backend) {
         json_of(backend.get(&others, Some(&adm)).await, 200).await["total"],
         3
     );
-    assert_eq!(
-        problem_code(backend.get("/api/v1/analysis?limit=0", Some(&mia)).await).await,
-        "VALIDATION_FAILED"
-    );
+    for query in ["limit=0", "limit=many", "colour=red"] {
+        let path = format!("/api/v1/analysis?{query}");
+        assert_eq!(
+            problem_code(backend.get(&path, Some(&mia)).await).await,
+            "VALIDATION_FAILED",
+            "{query}"
+        );
+    }
 
     // Feedback from the owner only, in the strict body.
     let feedback_path = format!("/api/v1/analysis/{id}/feedback");

@@ -1,7 +1,7 @@
 //! Administration and personal data: the audit log, the user list, GDPR export and erasure.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use shared::permissions::Permission;
 
 use super::SharedState;
 use super::auth::audit;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use crate::store::audit::AuditFilter;
 
@@ -66,7 +66,7 @@ fn page(limit: Option<i64>, offset: Option<i64>) -> ApiResult<(i64, i64)> {
 pub async fn audit_log(
     State(state): State<SharedState>,
     caller: Caller,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AdminAudit)?;
     if let Some(kind) = query.event_type.as_deref()
@@ -107,7 +107,7 @@ pub struct PageQuery {
 pub async fn users(
     State(state): State<SharedState>,
     caller: Caller,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AdminUsers)?;
     let (limit, offset) = page(query.limit, query.offset)?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -23,7 +23,7 @@ use shared::permissions::Permission;
 use shared::route_policy::ContentKind;
 
 use super::SharedState;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use super::jobs::wait_for_job;
 use crate::mug::kernel::{ANALYSIS_KIND, AnalysisJob, JobRule};
@@ -129,7 +129,7 @@ pub struct WaitQuery {
 pub async fn submit(
     State(state): State<SharedState>,
     caller: Caller,
-    Query(query): Query<WaitQuery>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -272,7 +272,7 @@ pub async fn get_one(
     State(state): State<SharedState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<WaitQuery>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AnalysisRead)?;
     let mut record = visible(&state, &caller, &id, "GET").await?;
@@ -302,7 +302,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AnalysisRead)?;
     let limit = query.limit.unwrap_or(20);

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,7 +20,7 @@ use shared::token::{H200Claims, TokenError, TokenKind};
 use shared::totp;
 
 use super::SharedState;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::{Caller, random_tail};
 use crate::store::api_keys::ApiKeyRecord;
 use crate::store::now_ms;
@@ -498,7 +498,7 @@ pub struct KeyListQuery {
 pub async fn list_api_keys(
     State(state): State<SharedState>,
     caller: Caller,
-    Query(query): Query<KeyListQuery>,
+    ApiQuery(query): ApiQuery<KeyListQuery>,
 ) -> ApiResult<Response> {
     let user_id = caller.require_user()?;
     let keys = if query.all {

@@ -1,8 +1,11 @@
 //! Errors of the HTTP layer: every refusal is one [`ErrorCode`], answered as problem+json with the
 //! request id, never a stack trace or a secret.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use shared::ErrorCode;
 use shared::problem::{FieldError, PROBLEM_CONTENT_TYPE, Problem};
 
@@ -39,6 +42,30 @@ impl ApiError {
 
     pub fn code(&self) -> ErrorCode {
         self.problem.code
+    }
+}
+
+/// `axum::extract::Query` whose refusal is problem+json like every other: a query string the
+/// route does not take (an unknown parameter, a value of the wrong type) is `VALIDATION_FAILED`
+/// with the parser's reason.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::detail(
+                ErrorCode::ValidationFailed,
+                rejection
+                    .body_text()
+                    .chars()
+                    .take(shared::body::MAX_DETAIL_CHARS)
+                    .collect::<String>(),
+            )),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -12,7 +12,7 @@ use shared::audit::{AuditBatch, MAX_BATCH_EVENTS};
 use shared::body::parse_json;
 
 use super::SharedState;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiQuery, ApiResult};
 use crate::store::now_ms;
 
 /// Most deny-list entries in one answer; the edge pages with `since_ms`.
@@ -28,7 +28,7 @@ pub struct RevocationQuery {
 /// `GET /internal/v1/revocations?since_ms=N`: token ids revoked after N and not yet expired.
 pub async fn revocations(
     State(state): State<SharedState>,
-    Query(query): Query<RevocationQuery>,
+    ApiQuery(query): ApiQuery<RevocationQuery>,
 ) -> ApiResult<Response> {
     let revoked = state
         .store

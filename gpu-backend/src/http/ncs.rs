@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -15,7 +15,7 @@ use shared::body::{ProcessPointsRequest, parse_valid};
 use shared::permissions::Permission;
 
 use super::SharedState;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use super::jobs::wait_for_job;
 use crate::ncs::AlgorithmOverrides;
@@ -157,7 +157,7 @@ async fn load_stream(
 pub async fn clusters_summary(
     State(state): State<SharedState>,
     caller: Caller,
-    Query(query): Query<SummaryQuery>,
+    ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ClustersRead)?;
     let stream = query.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned());
@@ -235,7 +235,7 @@ pub struct StatusQuery {
 pub async fn algorithm_status(
     State(state): State<SharedState>,
     caller: Caller,
-    Query(query): Query<StatusQuery>,
+    ApiQuery(query): ApiQuery<StatusQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ClustersRead)?;
     let stream = query.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned());

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use shared::permissions::Permission;
 
 use super::SharedState;
 use super::analysis::is_id;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use crate::mug::Analysis;
 use crate::mug::language::parse_rule;
@@ -94,7 +94,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::RulesRead)?;
     let limit = query.limit.unwrap_or(100);
