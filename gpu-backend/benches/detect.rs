@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use gpu_backend::mug::postprocess::Thresholds;
 use gpu_backend::mug::synthetic::random_scene;
-use gpu_backend::mug::{AnalyzeOptions, Detector};
+use gpu_backend::mug::{AnalyzeOptions, Detector, Upload};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iterations: usize = std::env::var("DETECT_BENCH_ITERS")
@@ -45,5 +45,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             mugs / iterations
         );
     }
+    // Batches: 8 PNG uploads of the same shape, one by one and as one batch (decode included),
+    // measured in the same run.
+    let mut png = std::io::Cursor::new(Vec::new());
+    scene.image.write_to(&mut png, image::ImageFormat::Png)?;
+    let png = png.into_inner();
+    let options = AnalyzeOptions {
+        input_size: Some(640),
+        ..AnalyzeOptions::default()
+    };
+    let uploads: Vec<Upload<'_>> = (0..8)
+        .map(|_| Upload {
+            bytes: &png,
+            declared_type: Some("image/png"),
+            options: &options,
+        })
+        .collect();
+    let rounds = iterations.div_ceil(8).max(1);
+    detector.analyze_batch(&uploads);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for upload in &uploads {
+            detector.analyze(upload.bytes, upload.declared_type, upload.options)?;
+        }
+    }
+    let single = (rounds * 8) as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for outcome in detector.analyze_batch(&uploads) {
+            outcome?;
+        }
+    }
+    let batched = (rounds * 8) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "8 uploads at 640: one by one {single:.2} images/s, batched {batched:.2} images/s ({:.2}x)",
+        batched / single
+    );
     Ok(())
 }

@@ -11,7 +11,7 @@ use gpu_backend::mug::preprocess::{Letterbox, decode_image, letterbox_pixels};
 use gpu_backend::mug::rules::{StoredRule, Verdict, evaluate, evaluate_analysis, mug_facts};
 use gpu_backend::mug::synthetic::{SceneSpec, desk_scene, random_scene, render};
 use gpu_backend::mug::{
-    Analysis, AnalyzeOptions, BoundingBox, Detection, Detector, MugError, positioning,
+    Analysis, AnalyzeOptions, BoundingBox, Detection, Detector, MugError, Upload, positioning,
 };
 use serde_json::json;
 use shared::body::rules::{ActionKind, ConditionOperator, RuleDefinition};
@@ -712,4 +712,60 @@ fn h200_detect_prints_the_analysis_and_the_speed() {
         .output()
         .unwrap();
     assert!(!missing.status.success());
+}
+
+/// A batch gives each upload what analysing it alone gives: same detections and positions,
+/// whatever the other images' shapes; a broken upload fails alone.
+#[test]
+fn batched_analysis_matches_one_by_one() {
+    let detector = Detector::shipped().unwrap();
+    let images: Vec<Vec<u8>> = vec![
+        png_bytes(&render(&known_scene(&[(160.0, 150.0, 60.0), (285.0, 228.0, 40.0)])).image),
+        std::fs::read(EXAMPLE_IMAGE).unwrap(),
+        png_bytes(&random_scene(11, 640).image),
+        std::fs::read(EXAMPLE_IMAGE).unwrap()[..4000].to_vec(),
+        png_bytes(&render(&desk_scene(240, 320, &[(120.0, 250.0, 70.0)])).image),
+        png_bytes(&render(&known_scene(&[])).image),
+    ];
+    let calibrated = AnalyzeOptions {
+        mm_per_pixel: Some(0.5),
+        ..AnalyzeOptions::default()
+    };
+    let plain = AnalyzeOptions::default();
+    let uploads: Vec<Upload<'_>> = images
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| Upload {
+            bytes,
+            declared_type: Some("image/png"),
+            options: if i % 2 == 0 { &calibrated } else { &plain },
+        })
+        .collect();
+    let batched = detector.analyze_batch(&uploads);
+    assert_eq!(batched.len(), images.len());
+    for (upload, batched) in uploads.iter().zip(&batched) {
+        let alone = detector.analyze(upload.bytes, upload.declared_type, upload.options);
+        match (alone, batched) {
+            (Ok(alone), Ok(batched)) => {
+                assert_eq!(alone.mug_count, batched.mug_count);
+                for (a, b) in alone.detections.iter().zip(&batched.detections) {
+                    assert!(
+                        a.bbox.to_xyxy().iou(&b.bbox.to_xyxy()) > 0.999,
+                        "{a:?} {b:?}"
+                    );
+                    assert!((a.bbox.confidence - b.bbox.confidence).abs() < 1e-4);
+                }
+                for (a, b) in alone.positioning.iter().zip(&batched.positioning) {
+                    assert_eq!(a.position_key, b.position_key);
+                    assert_eq!(a.offset_mm.is_some(), b.offset_mm.is_some());
+                }
+            }
+            (Err(_), Err(e)) => assert!(matches!(e, MugError::Decode(_)), "{e:?}"),
+            (alone, batched) => panic!("alone {alone:?}, batched {batched:?}"),
+        }
+    }
+    assert!(batched[3].is_err());
+    assert_eq!(batched[0].as_ref().unwrap().mug_count, 2);
+    assert_eq!(batched[4].as_ref().unwrap().mug_count, 1);
+    assert_eq!(batched[5].as_ref().unwrap().mug_count, 0);
 }

@@ -17,14 +17,14 @@ use shared::body::rules::ActionKind;
 use super::positioning::{Point, PositionKey, Positioning};
 use super::postprocess::Thresholds;
 use super::rules::{Evaluation, StoredRule, evaluate_analysis};
-use super::{Analysis, AnalyzeOptions, Detector, MugError};
+use super::{Analysis, AnalyzeOptions, Detector, MugError, Upload};
 use crate::queue::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult};
 
 /// The job kind of [`AnalysisKernel`].
 pub const ANALYSIS_KIND: &str = "analysis";
 
-/// Images one batch takes; each runs on its own, the device holds one at a time.
-pub const MAX_BATCH: usize = 4;
+/// Images one batch takes: those whose inputs have the same shape share one forward pass.
+pub const MAX_BATCH: usize = 8;
 
 /// What an `analysis` job carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,50 +95,96 @@ impl AnalysisKernel {
         }
     }
 
-    fn run_one(&self, job: &ClaimedJob) -> KernelResult {
-        let request: AnalysisJob = serde_json::from_value(job.payload.clone())
-            .map_err(|e| KernelError::Invalid(format!("analysis payload: {e}")))?;
-        let image = base64::engine::general_purpose::STANDARD
-            .decode(request.image_base64.as_bytes())
-            .map_err(|e| KernelError::Invalid(format!("analysis image is not base64: {e}")))?;
-        let detector = self.detector()?;
-        let options = &request.options;
-        let analyze = AnalyzeOptions {
-            thresholds: Thresholds {
-                confidence: options.confidence_threshold,
-                ..Thresholds::default()
-            },
-            reference_point: options.reference_point.map(|(x, y)| Point { x, y }),
-            mm_per_pixel: options.calibration_mm_per_pixel,
-            input_size: None,
+    /// Runs the jobs of one batch: every decodable image of the same input shape goes through
+    /// the network in one forward pass.
+    fn run_jobs(&self, jobs: &[ClaimedJob]) -> Vec<KernelResult> {
+        let detector = match self.detector() {
+            Ok(detector) => detector,
+            Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
         };
-        let analysis = match detector.analyze(&image, request.declared_type.as_deref(), &analyze) {
-            Ok(analysis) => analysis,
-            Err(MugError::Upload(e)) => return refusal(e.code(), e.to_string()),
-            Err(MugError::Decode(detail)) => {
-                return refusal(
-                    shared::ErrorCode::InvalidImageFormat,
-                    format!("the image does not decode: {detail}"),
-                );
-            }
-            Err(e) => return Err(KernelError::Failed(e.to_string())),
-        };
-        let rules: Vec<StoredRule> = request
-            .rules
-            .into_iter()
-            .map(|r| StoredRule {
-                id: r.id,
-                rule: r.rule,
+        let parsed: Vec<Result<Parsed, KernelError>> = jobs.iter().map(parse_job).collect();
+        let ready: Vec<&Parsed> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let uploads: Vec<Upload<'_>> = ready
+            .iter()
+            .map(|p| Upload {
+                bytes: &p.image,
+                declared_type: p.request.declared_type.as_deref(),
+                options: &p.analyze,
             })
             .collect();
-        let evaluation = evaluate_analysis(&rules, &analysis);
-        Ok(JobOutput::result(result_json(
-            &analysis,
-            &evaluation,
-            rules.len(),
-            options.include_feedback,
-        )))
+        let mut analysed = detector.analyze_batch(&uploads).into_iter();
+        parsed
+            .iter()
+            .map(|parsed| {
+                let parsed = parsed.as_ref().map_err(Clone::clone)?;
+                let analysis = analysed.next().ok_or_else(|| {
+                    KernelError::Failed("the batch lost an analysis; this is a bug".into())
+                })?;
+                outcome(parsed, analysis)
+            })
+            .collect()
     }
+}
+
+/// A job's payload, read.
+struct Parsed {
+    request: AnalysisJob,
+    image: Vec<u8>,
+    analyze: AnalyzeOptions,
+}
+
+fn parse_job(job: &ClaimedJob) -> Result<Parsed, KernelError> {
+    let request: AnalysisJob = serde_json::from_value(job.payload.clone())
+        .map_err(|e| KernelError::Invalid(format!("analysis payload: {e}")))?;
+    let image = base64::engine::general_purpose::STANDARD
+        .decode(request.image_base64.as_bytes())
+        .map_err(|e| KernelError::Invalid(format!("analysis image is not base64: {e}")))?;
+    let options = &request.options;
+    let analyze = AnalyzeOptions {
+        thresholds: Thresholds {
+            confidence: options.confidence_threshold,
+            ..Thresholds::default()
+        },
+        reference_point: options.reference_point.map(|(x, y)| Point { x, y }),
+        mm_per_pixel: options.calibration_mm_per_pixel,
+        input_size: None,
+    };
+    Ok(Parsed {
+        request,
+        image,
+        analyze,
+    })
+}
+
+/// The job's result: the analysis with its rules evaluated, or the refusal of its image.
+fn outcome(parsed: &Parsed, analysis: Result<Analysis, MugError>) -> KernelResult {
+    let analysis = match analysis {
+        Ok(analysis) => analysis,
+        Err(MugError::Upload(e)) => return refusal(e.code(), e.to_string()),
+        Err(MugError::Decode(detail)) => {
+            return refusal(
+                shared::ErrorCode::InvalidImageFormat,
+                format!("the image does not decode: {detail}"),
+            );
+        }
+        Err(e) => return Err(KernelError::Failed(e.to_string())),
+    };
+    let rules: Vec<StoredRule> = parsed
+        .request
+        .rules
+        .iter()
+        .map(|r| StoredRule {
+            id: r.id.clone(),
+            rule: r.rule.clone(),
+        })
+        .collect();
+    let evaluation = evaluate_analysis(&rules, &analysis);
+    Ok(JobOutput::result(result_json(
+        &analysis,
+        &evaluation,
+        rules.len(),
+        parsed.request.options.include_feedback,
+    )))
 }
 
 impl Kernel for AnalysisKernel {
@@ -162,7 +208,7 @@ impl Kernel for AnalysisKernel {
     }
 
     fn run_batch(&self, jobs: &[ClaimedJob]) -> Vec<KernelResult> {
-        jobs.iter().map(|job| self.run_one(job)).collect()
+        self.run_jobs(jobs)
     }
 }
 

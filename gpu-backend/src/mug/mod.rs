@@ -215,6 +215,22 @@ pub struct AnalyzeOptions {
     pub input_size: Option<u32>,
 }
 
+/// One upload of a batch: its bytes, declared type and options.
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    pub bytes: &'a [u8],
+    pub declared_type: Option<&'a str>,
+    pub options: &'a AnalyzeOptions,
+}
+
+/// An upload decoded and letterboxed, waiting for its batch.
+struct Prepared {
+    index: usize,
+    pixels: Vec<f32>,
+    letterbox: preprocess::Letterbox,
+    prepare_ms: f64,
+}
+
 /// A loaded detector: the network, its class names and which of them count as mugs.
 #[derive(Debug, Clone)]
 pub struct Detector {
@@ -329,10 +345,18 @@ impl Detector {
     ) -> Result<Vec<Detection>, MugError> {
         let (input, letterbox) = preprocess::letterbox_tensor(image, input_size, &self.device)?;
         let raw = self.detect_raw(&input, thresholds)?;
-        Ok(raw
-            .into_iter()
+        Ok(self.to_detections(raw, &letterbox))
+    }
+
+    /// Maps raw detections of a letterboxed input back to image pixels and class names.
+    fn to_detections(
+        &self,
+        raw: Vec<RawDetection>,
+        letterbox: &preprocess::Letterbox,
+    ) -> Vec<Detection> {
+        raw.into_iter()
             .map(|d| {
-                let bbox = postprocess::to_image_box(&d.bbox, &letterbox);
+                let bbox = postprocess::to_image_box(&d.bbox, letterbox);
                 Detection {
                     bbox: BoundingBox {
                         top_left: Point {
@@ -348,7 +372,104 @@ impl Detector {
                     class_name: self.classes.get(d.class).cloned().unwrap_or_default(),
                 }
             })
-            .collect())
+            .collect()
+    }
+
+    /// Mug detections of one image's predictions `(rows, anchors)`, in input coordinates.
+    fn raw_from_predictions(
+        &self,
+        pred: &Tensor,
+        thresholds: &Thresholds,
+    ) -> Result<Vec<RawDetection>, MugError> {
+        let (rows, anchors) = pred.dims2()?;
+        let values = pred.flatten_all()?.to_vec1::<f32>()?;
+        Ok(postprocess::detections_from_predictions(
+            &values,
+            rows.saturating_sub(4),
+            anchors,
+            thresholds,
+            Some(&self.mug_classes),
+        ))
+    }
+
+    /// Analyses several uploads in as few forward passes as possible: images whose letterboxed
+    /// inputs have the same shape run as one batch on the device. Outcome `i` belongs to upload
+    /// `i`; a bad upload fails alone. Each analysis's `processing_time_ms` is its decode time
+    /// plus its share of its batch.
+    pub fn analyze_batch(&self, uploads: &[Upload<'_>]) -> Vec<Result<Analysis, MugError>> {
+        let mut outcomes: Vec<Option<Result<Analysis, MugError>>> =
+            (0..uploads.len()).map(|_| None).collect();
+        // Decoded and letterboxed inputs, grouped by input shape.
+        let mut groups: std::collections::BTreeMap<(usize, usize), Vec<Prepared>> =
+            std::collections::BTreeMap::new();
+        for (index, upload) in uploads.iter().enumerate() {
+            let started = Instant::now();
+            match preprocess::decode_image(upload.bytes, upload.declared_type) {
+                Ok(image) => {
+                    let size = upload.options.input_size.unwrap_or(self.input_size);
+                    let (pixels, letterbox) = preprocess::letterbox_pixels(&image, size);
+                    groups
+                        .entry((letterbox.input_height, letterbox.input_width))
+                        .or_default()
+                        .push(Prepared {
+                            index,
+                            pixels,
+                            letterbox,
+                            prepare_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        });
+                }
+                Err(e) => outcomes[index] = Some(Err(e)),
+            }
+        }
+        for ((height, width), group) in groups {
+            let started = Instant::now();
+            let count = group.len();
+            let predictions = Tensor::from_vec(
+                group
+                    .iter()
+                    .flat_map(|p| p.pixels.iter().copied())
+                    .collect::<Vec<f32>>(),
+                (count, 3, height, width),
+                &self.device,
+            )
+            .and_then(|input| self.model.predict(&input));
+            let predictions = match predictions {
+                Ok(p) => p,
+                Err(e) => {
+                    let message = e.to_string();
+                    for p in &group {
+                        outcomes[p.index] = Some(Err(MugError::Tensor(candle_core::Error::Msg(
+                            message.clone(),
+                        ))));
+                    }
+                    continue;
+                }
+            };
+            let share_ms = started.elapsed().as_secs_f64() * 1000.0 / count as f64;
+            for (row, prepared) in group.into_iter().enumerate() {
+                let upload = &uploads[prepared.index];
+                let outcome = predictions
+                    .get(row)
+                    .map_err(MugError::from)
+                    .and_then(|pred| self.raw_from_predictions(&pred, &upload.options.thresholds))
+                    .map(|raw| {
+                        let detections = self.to_detections(raw, &prepared.letterbox);
+                        let mut analysis = self.position_all(
+                            detections,
+                            prepared.letterbox.image_width,
+                            prepared.letterbox.image_height,
+                            upload.options,
+                        );
+                        analysis.processing_time_ms = prepared.prepare_ms + share_ms;
+                        analysis
+                    });
+                outcomes[prepared.index] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(MugError::Decode("not analysed".into()))))
+            .collect()
     }
 
     /// Runs the network on one prepared `(1, 3, h, w)` input and returns its mug detections in
@@ -359,15 +480,7 @@ impl Detector {
         thresholds: &Thresholds,
     ) -> Result<Vec<RawDetection>, MugError> {
         let pred = self.model.predict(input)?.squeeze(0)?;
-        let (rows, anchors) = pred.dims2()?;
-        let values = pred.flatten_all()?.to_vec1::<f32>()?;
-        Ok(postprocess::detections_from_predictions(
-            &values,
-            rows.saturating_sub(4),
-            anchors,
-            thresholds,
-            Some(&self.mug_classes),
-        ))
+        self.raw_from_predictions(&pred, thresholds)
     }
 
     /// Decodes `bytes` under the upload policy and the decode limits, finds the mugs and
@@ -394,9 +507,22 @@ impl Detector {
         let started = Instant::now();
         let size = options.input_size.unwrap_or(self.input_size);
         let detections = self.detect(image, &options.thresholds, size)?;
+        let mut analysis = self.position_all(detections, image.width(), image.height(), options);
+        analysis.processing_time_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(analysis)
+    }
+
+    /// Positions every detection of a `width`×`height` image; the time is left at 0.
+    fn position_all(
+        &self,
+        detections: Vec<Detection>,
+        width: u32,
+        height: u32,
+        options: &AnalyzeOptions,
+    ) -> Analysis {
         let frame = Frame {
-            width: image.width(),
-            height: image.height(),
+            width,
+            height,
             reference_point: options.reference_point,
             mm_per_pixel: options.mm_per_pixel,
         };
@@ -405,13 +531,13 @@ impl Detector {
             .enumerate()
             .map(|(i, d)| positioning::position(i, &d.bbox.to_xyxy(), d.bbox.confidence, &frame))
             .collect();
-        Ok(Analysis {
+        Analysis {
             mug_count: detections.len(),
             detections,
             positioning,
-            processing_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+            processing_time_ms: 0.0,
             model_version: self.version.clone(),
-        })
+        }
     }
 }
 
