@@ -769,3 +769,57 @@ fn batched_analysis_matches_one_by_one() {
     assert_eq!(batched[4].as_ref().unwrap().mug_count, 1);
     assert_eq!(batched[5].as_ref().unwrap().mug_count, 0);
 }
+
+/// The `analysis` kernel runs a batch of jobs: each gets its own result, rules and refusal.
+#[test]
+fn the_analysis_kernel_answers_each_job_of_a_batch() {
+    use base64::Engine;
+    use gpu_backend::mug::kernel::AnalysisKernel;
+    use gpu_backend::queue::{ClaimedJob, Kernel, KernelError};
+
+    let kernel = AnalysisKernel::with_detector(Detector::shipped().unwrap());
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let example = std::fs::read(EXAMPLE_IMAGE).unwrap();
+    let job = |payload: serde_json::Value| ClaimedJob {
+        id: "j".into(),
+        kind: "analysis".into(),
+        owner: None,
+        partition_key: None,
+        payload,
+        attempt: 1,
+        partition_state: None,
+    };
+    let left_edge_rule = json!({
+        "id": "r1",
+        "rule": {
+            "name": "left",
+            "conditions": [{ "field": "position_key", "operator": "==", "value": "left_edge" }],
+            "actions": [{ "action": "reject", "message": "too far left" }],
+        },
+    });
+    let jobs = [
+        job(json!({
+            "image_base64": encode(&example),
+            "declared_type": "image/png",
+            "options": { "calibration_mm_per_pixel": 0.5 },
+            "rules": [left_edge_rule],
+        })),
+        job(json!({ "image_base64": "***", "options": {} })),
+        job(json!({ "image_base64": encode(&example[..4000]), "options": {} })),
+        job(json!({ "image_base64": encode(&example), "options": { "include_feedback": false } })),
+    ];
+    let results = kernel.run_batch(&jobs);
+    assert_eq!(results.len(), 4);
+    let first = &results[0].as_ref().unwrap().result;
+    assert_eq!(first["mug_count"], 2);
+    assert_eq!(first["verdict"], "reject");
+    assert_eq!(first["rule_violations"][0]["rule_id"], "r1");
+    assert!(first["feedback"].as_array().unwrap().len() >= 3);
+    assert!(matches!(results[1], Err(KernelError::Invalid(_))));
+    let refused = &results[2].as_ref().unwrap().result;
+    assert_eq!(refused["error"]["code"], "INVALID_IMAGE_FORMAT");
+    let quiet = &results[3].as_ref().unwrap().result;
+    assert_eq!(quiet["mug_count"], 2);
+    assert!(quiet["feedback"].is_null());
+    assert_eq!(quiet["verdict"], "accept");
+}
