@@ -590,10 +590,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<()> {
             detector.analyze(&bytes, None, &options)?;
         }
         let seconds = started.elapsed().as_secs_f64();
-        let device = match crate::mug::default_device() {
-            candle_core::Device::Cuda(_) => "cuda:0",
-            _ => "cpu",
-        };
+        let device = crate::queue::kernel::device_name(detector.device());
         eprintln!(
             "{runs} analyses at {} px on {device}: {:.2} images/s ({:.1} ms/image)",
             args.image_size.unwrap_or(detector.input_size()),

@@ -10,10 +10,10 @@ use shared::ErrorCode;
 use shared::audit::AuditEventType;
 use shared::permissions::Permission;
 
-use super::SharedState;
 use super::auth::audit;
 use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
+use super::{SharedState, page};
 use crate::store::audit::AuditFilter;
 
 /// Most rows one page may ask for.
@@ -42,26 +42,6 @@ pub struct AuditQuery {
     offset: Option<i64>,
 }
 
-fn page(limit: Option<i64>, offset: Option<i64>) -> ApiResult<(i64, i64)> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    let offset = offset.unwrap_or(0);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::field(
-            ErrorCode::ValidationFailed,
-            "limit",
-            format!("must be 1 to {MAX_PAGE}"),
-        ));
-    }
-    if offset < 0 {
-        return Err(ApiError::field(
-            ErrorCode::ValidationFailed,
-            "offset",
-            "must not be negative",
-        ));
-    }
-    Ok((limit, offset))
-}
-
 /// `GET /api/v1/admin/audit`: filtered by type, principal, ip and time; newest first.
 pub async fn audit_log(
     State(state): State<SharedState>,
@@ -80,7 +60,7 @@ pub async fn audit_log(
             ));
         }
     }
-    let (limit, offset) = page(query.limit, query.offset)?;
+    let (limit, offset) = page(query.limit, query.offset, DEFAULT_PAGE, MAX_PAGE)?;
     let filter = AuditFilter {
         event_type: query.event_type,
         principal: query.principal,
@@ -110,7 +90,7 @@ pub async fn users(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AdminUsers)?;
-    let (limit, offset) = page(query.limit, query.offset)?;
+    let (limit, offset) = page(query.limit, query.offset, DEFAULT_PAGE, MAX_PAGE)?;
     let users = state.store.list_users(limit, offset).await?;
     let users: Vec<_> = users
         .iter()

@@ -22,12 +22,12 @@ use shared::body::{AnalysisFeedbackRequest, AnalysisUpload, parse_valid};
 use shared::permissions::Permission;
 use shared::route_policy::ContentKind;
 
-use super::SharedState;
 use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
-use super::jobs::wait_for_job;
+use super::jobs::{WaitQuery, wait_for_job};
+use super::{SharedState, page};
 use crate::mug::kernel::{ANALYSIS_KIND, AnalysisJob, JobRule};
-use crate::ncs::kernel::job_refusal;
+use crate::queue::kernel::job_refusal;
 use crate::store::analyses::{AnalysisRecord, Deleted, NewAnalysis};
 use crate::store::jobs::{JobState, NewJob};
 use crate::store::now_ms;
@@ -36,7 +36,8 @@ use crate::store::now_ms;
 pub const REUSE_WINDOW_MS: i64 = 60 * 60 * 1000;
 /// Attempts of an analysis job before it is dead-lettered.
 const MAX_ATTEMPTS: i64 = 3;
-/// Largest page of `GET /api/v1/analysis`.
+/// Default and largest page of `GET /api/v1/analysis`.
+const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
 /// What a sealed image is bound to.
@@ -114,14 +115,6 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
         digest.update(part);
     }
     hex::encode(digest.finalize())
-}
-
-/// `?wait=SECONDS` on submit and get.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WaitQuery {
-    #[serde(default)]
-    pub wait: Option<u64>,
 }
 
 /// `POST /api/v1/analysis[?wait=SECONDS]`: 202 with the pending analysis, or 200 with the result
@@ -305,33 +298,8 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AnalysisRead)?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::field(
-            ErrorCode::ValidationFailed,
-            "limit",
-            format!("must be 1 to {MAX_PAGE}"),
-        ));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::field(
-            ErrorCode::ValidationFailed,
-            "offset",
-            "must be 0 or more",
-        ));
-    }
-    let owner = query
-        .owner
-        .unwrap_or_else(|| caller.principal.subject.clone());
-    if owner != caller.principal.subject
-        && !state.acts_for_others(&caller, "GET", "/api/v1/analysis")
-    {
-        return Err(ApiError::detail(
-            ErrorCode::InsufficientPermissions,
-            "listing another principal's analyses needs the admin permission",
-        ));
-    }
+    let (limit, offset) = page(query.limit, query.offset, DEFAULT_PAGE, MAX_PAGE)?;
+    let owner = state.listing_owner(&caller, query.owner, "/api/v1/analysis", "analyses")?;
     let (records, total) = state
         .store
         .list_analyses(Some(&owner), limit, offset)

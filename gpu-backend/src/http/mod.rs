@@ -90,6 +90,25 @@ impl AppState {
         }
     }
 
+    /// Whose items a listing on `path` shows: `requested`, or the caller when absent. Another
+    /// principal's needs the route's admin permission (`what` names the items in the refusal).
+    pub fn listing_owner(
+        &self,
+        caller: &gate::Caller,
+        requested: Option<String>,
+        path: &str,
+        what: &str,
+    ) -> Result<String, error::ApiError> {
+        let owner = requested.unwrap_or_else(|| caller.principal.subject.clone());
+        if owner != caller.principal.subject && !self.acts_for_others(caller, "GET", path) {
+            return Err(error::ApiError::detail(
+                shared::ErrorCode::InsufficientPermissions,
+                format!("listing another principal's {what} needs the admin permission"),
+            ));
+        }
+        Ok(owner)
+    }
+
     /// The issuer in force now.
     pub fn tokens(&self) -> Arc<TokenIssuer> {
         self.tokens
@@ -207,6 +226,33 @@ async fn metrics(
 
 async fn not_found() -> error::ApiError {
     error::ApiError::new(shared::ErrorCode::NotFound)
+}
+
+/// A page of a listing from `?limit=&offset=`: `limit` 1 to `max` (`default` when absent),
+/// `offset` 0 or more.
+pub fn page(
+    limit: Option<i64>,
+    offset: Option<i64>,
+    default: i64,
+    max: i64,
+) -> error::ApiResult<(i64, i64)> {
+    let limit = limit.unwrap_or(default);
+    let offset = offset.unwrap_or(0);
+    if !(1..=max).contains(&limit) {
+        return Err(error::ApiError::field(
+            shared::ErrorCode::ValidationFailed,
+            "limit",
+            format!("must be 1 to {max}"),
+        ));
+    }
+    if offset < 0 {
+        return Err(error::ApiError::field(
+            shared::ErrorCode::ValidationFailed,
+            "offset",
+            "must not be negative",
+        ));
+    }
+    Ok((limit, offset))
 }
 
 /// The request id of a request: the edge's (validated), or a fresh UUIDv7.

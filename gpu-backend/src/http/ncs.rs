@@ -19,7 +19,8 @@ use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use super::jobs::wait_for_job;
 use crate::ncs::AlgorithmOverrides;
-use crate::ncs::kernel::{NCS_KIND, NcsJob, StreamRecord, job_refusal};
+use crate::ncs::kernel::{NCS_KIND, NcsJob, StreamRecord};
+use crate::queue::kernel::job_refusal;
 use crate::store::jobs::{JobState, NewJob};
 
 /// The stream a request names when it names none.

@@ -15,17 +15,18 @@ use shared::body::{
 };
 use shared::permissions::Permission;
 
-use super::SharedState;
 use super::analysis::is_id;
 use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
+use super::{SharedState, page};
 use crate::mug::Analysis;
 use crate::mug::language::parse_rule;
 use crate::mug::rules::{self as engine, StoredRule, mug_facts};
 use crate::store::StoreError;
 use crate::store::rules::{MAX_RULES_PER_OWNER, RuleFilter, RuleRecord};
 
-/// Largest page of `GET /api/v1/rules`.
+/// Default and largest page of `GET /api/v1/rules`.
+const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1_000;
 
 fn rule_view(record: &RuleRecord, caller: &Caller) -> Value {
@@ -97,32 +98,8 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::RulesRead)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::field(
-            ErrorCode::ValidationFailed,
-            "limit",
-            format!("must be 1 to {MAX_PAGE}"),
-        ));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::field(
-            ErrorCode::ValidationFailed,
-            "offset",
-            "must be 0 or more",
-        ));
-    }
-    let owner = query
-        .owner
-        .unwrap_or_else(|| caller.principal.subject.clone());
-    if owner != caller.principal.subject && !state.acts_for_others(&caller, "GET", "/api/v1/rules")
-    {
-        return Err(ApiError::detail(
-            ErrorCode::InsufficientPermissions,
-            "listing another principal's rules needs the admin permission",
-        ));
-    }
+    let (limit, offset) = page(query.limit, query.offset, DEFAULT_PAGE, MAX_PAGE)?;
+    let owner = state.listing_owner(&caller, query.owner, "/api/v1/rules", "rules")?;
     let (rules, total) = state
         .store
         .list_rules(&RuleFilter {

@@ -18,6 +18,7 @@ use super::positioning::{Point, PositionKey, Positioning};
 use super::postprocess::Thresholds;
 use super::rules::{Evaluation, StoredRule, evaluate_analysis};
 use super::{Analysis, AnalyzeOptions, Detector, MugError, Upload};
+use crate::queue::kernel::{device_name, refusal};
 use crate::queue::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult};
 
 /// The job kind of [`AnalysisKernel`].
@@ -201,22 +202,15 @@ impl Kernel for AnalysisKernel {
     }
 
     fn device(&self) -> String {
-        match super::default_device() {
-            candle_core::Device::Cuda(_) => "cuda:0".to_owned(),
-            _ => "cpu".to_owned(),
+        match self.detector() {
+            Ok(detector) => device_name(detector.device()),
+            Err(_) => device_name(&super::default_device()),
         }
     }
 
     fn run_batch(&self, jobs: &[ClaimedJob]) -> Vec<KernelResult> {
         self.run_jobs(jobs)
     }
-}
-
-/// A refusal of the image, reported as the job's result (see [`crate::ncs::kernel::job_refusal`]).
-fn refusal(code: shared::ErrorCode, detail: String) -> KernelResult {
-    Ok(JobOutput::result(
-        json!({ "error": { "code": code.as_str(), "detail": detail } }),
-    ))
 }
 
 /// The stored result of an analysis: `{detections, positioning, mug_count, rule_violations,

@@ -324,6 +324,11 @@ impl Detector {
         &self.version
     }
 
+    /// The device the network runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The longer side of the network input used when the caller does not choose one.
     pub fn input_size(&self) -> u32 {
         self.input_size

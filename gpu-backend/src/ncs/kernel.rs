@@ -5,12 +5,13 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::exact::NcsStream;
 use super::params::{AlgorithmOverrides, AlgorithmParams};
 use super::ring::ScalarRing;
 use super::{BatchedNcs, Mode, PointResult};
+use crate::queue::kernel::{device_name, refusal};
 use crate::queue::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult};
 
 /// The job kind of [`NcsKernel`].
@@ -53,14 +54,6 @@ impl StreamRecord {
         let rank = ((p / 100.0) * (values.len() - 1) as f64).round() as usize;
         values.get(rank.min(values.len() - 1)).copied()
     }
-}
-
-/// A refusal of the whole job, reported as the job's result (the job itself ran): the stream is
-/// left as it was.
-fn refusal(code: shared::ErrorCode, detail: String) -> KernelResult {
-    Ok(JobOutput::result(
-        json!({ "error": { "code": code.as_str(), "detail": detail } }),
-    ))
 }
 
 /// Runs `ncs` jobs in exact or batched mode.
@@ -196,27 +189,10 @@ impl Kernel for NcsKernel {
     }
 
     fn device(&self) -> String {
-        match &self.device {
-            candle_core::Device::Cpu => "cpu".into(),
-            candle_core::Device::Cuda(_) => "cuda:0".into(),
-            other => format!("{other:?}"),
-        }
+        device_name(&self.device)
     }
 
     fn run_batch(&self, jobs: &[ClaimedJob]) -> Vec<KernelResult> {
         jobs.iter().map(|job| self.run_one(job)).collect()
     }
-}
-
-/// The error a finished `ncs` job reported instead of results, if any: `(code, detail)`.
-pub fn job_refusal(result: &Value) -> Option<(String, String)> {
-    let error = result.get("error")?;
-    Some((
-        error.get("code")?.as_str()?.to_owned(),
-        error
-            .get("detail")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-    ))
 }

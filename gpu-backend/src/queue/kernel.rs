@@ -48,6 +48,36 @@ pub enum KernelError {
 
 pub type KernelResult = Result<JobOutput, KernelError>;
 
+/// How a device is named in `GET /api/v1/servers` and in figures: `cpu` or `cuda:0`.
+pub fn device_name(device: &candle_core::Device) -> String {
+    match device {
+        candle_core::Device::Cpu => "cpu".into(),
+        candle_core::Device::Cuda(_) => "cuda:0".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A refusal of the job's input, reported as its result (the job itself ran, and running it
+/// again would not help): `{"error": {"code", "detail"}}`.
+pub fn refusal(code: shared::ErrorCode, detail: impl Into<String>) -> KernelResult {
+    Ok(JobOutput::result(
+        serde_json::json!({ "error": { "code": code.as_str(), "detail": detail.into() } }),
+    ))
+}
+
+/// The refusal a finished job reported instead of a result, if any: `(code, detail)`.
+pub fn job_refusal(result: &Value) -> Option<(String, String)> {
+    let error = result.get("error")?;
+    Some((
+        error.get("code")?.as_str()?.to_owned(),
+        error
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    ))
+}
+
 /// A compute kernel for one kind of job.
 pub trait Kernel: Send + Sync + 'static {
     /// The job kind this kernel runs, e.g. `ncs`.

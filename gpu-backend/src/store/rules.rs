@@ -107,6 +107,16 @@ impl Store {
     /// Rules matching `filter`, highest priority first (then oldest first), and how many match
     /// in all.
     pub async fn list_rules(&self, filter: &RuleFilter<'_>) -> StoreResult<(Vec<RuleRecord>, i64)> {
+        let (rules, total) = self.select_rules(filter, true).await?;
+        Ok((rules, total.unwrap_or_default()))
+    }
+
+    /// The page of rules `filter` selects, and with `with_total` how many match in all.
+    async fn select_rules(
+        &self,
+        filter: &RuleFilter<'_>,
+        with_total: bool,
+    ) -> StoreResult<(Vec<RuleRecord>, Option<i64>)> {
         let mut conditions = vec!["1 = 1".to_owned()];
         let mut values: Vec<&str> = Vec::new();
         for (column, value) in [("owner", filter.owner), ("context", filter.context)] {
@@ -129,16 +139,16 @@ impl Store {
             .bind(filter.offset)
             .fetch_all(&self.pool)
             .await?;
+        let rules = rows.iter().map(rule_from_row).collect::<StoreResult<_>>()?;
+        if !with_total {
+            return Ok((rules, None));
+        }
         let sql = format!("SELECT COUNT(*) FROM rules WHERE {condition}");
         let mut count = sqlx::query_scalar(&sql);
         for value in &values {
             count = count.bind(*value);
         }
-        let total: i64 = count.fetch_one(&self.pool).await?;
-        Ok((
-            rows.iter().map(rule_from_row).collect::<StoreResult<_>>()?,
-            total,
-        ))
+        Ok((rules, Some(count.fetch_one(&self.pool).await?)))
     }
 
     /// Every rule of `owner` (of `context` when given), highest priority first.
@@ -148,12 +158,15 @@ impl Store {
         context: Option<&str>,
     ) -> StoreResult<Vec<RuleRecord>> {
         let (rules, _) = self
-            .list_rules(&RuleFilter {
-                owner: Some(owner),
-                context,
-                limit: MAX_RULES_PER_OWNER,
-                offset: 0,
-            })
+            .select_rules(
+                &RuleFilter {
+                    owner: Some(owner),
+                    context,
+                    limit: MAX_RULES_PER_OWNER,
+                    offset: 0,
+                },
+                false,
+            )
             .await?;
         Ok(rules)
     }
