@@ -78,6 +78,11 @@ async fn upload(
         .unwrap()
 }
 
+/// Uploads `body` as `who`, waits for the result and expects it (200).
+async fn analysed(backend: &TestBackend, who: &Principal, body: Vec<u8>) -> Value {
+    json_of(upload(backend, who, "?wait=60", body).await, 200).await
+}
+
 async fn json_of(response: reqwest::Response, status: u16) -> Value {
     let got = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -266,15 +271,10 @@ async fn analysis_api(kind: Backend) {
     assert_eq!(again["detections"], first["detections"]);
     assert_eq!(analysis_jobs(&backend).await, 1);
     // Other parameters are another request.
-    let stricter = json_of(
-        upload(
-            &backend,
-            &mia,
-            "?wait=60",
-            form(&[("image/png", &image)], &[("confidence_threshold", "0.5")]),
-        )
-        .await,
-        200,
+    let stricter = analysed(
+        &backend,
+        &mia,
+        form(&[("image/png", &image)], &[("confidence_threshold", "0.5")]),
     )
     .await;
     assert_eq!(stricter["reused"], false);
@@ -357,18 +357,13 @@ async fn analysis_api(kind: Backend) {
     }
 
     // A picture with no mug, without feedback text: the empty rule fires.
-    let nothing = json_of(
-        upload(
-            &backend,
-            &mia,
-            "?wait=60",
-            form(
-                &[("image/png", &png_of(&[]))],
-                &[("include_feedback", "false")],
-            ),
-        )
-        .await,
-        200,
+    let nothing = analysed(
+        &backend,
+        &mia,
+        form(
+            &[("image/png", &png_of(&[]))],
+            &[("include_feedback", "false")],
+        ),
     )
     .await;
     assert_eq!(nothing["mug_count"], 0, "{nothing}");
@@ -387,15 +382,10 @@ async fn analysis_api(kind: Backend) {
     assert_eq!(fired[0]["rule_id"], empty_id);
 
     // The rules of a context only: none of Mia's rules has one.
-    let scoped = json_of(
-        upload(
-            &backend,
-            &mia,
-            "?wait=60",
-            form(&[("image/png", &image)], &[("rules_context", "kitchen")]),
-        )
-        .await,
-        200,
+    let scoped = analysed(
+        &backend,
+        &mia,
+        form(&[("image/png", &image)], &[("rules_context", "kitchen")]),
     )
     .await;
     assert_eq!(scoped["rules_evaluated"], 0);
@@ -860,17 +850,7 @@ async fn retained_images(kind: Backend) {
     let owner = backend.add_user("ret", PASSWORD, &["analyst"]).await;
     let (ret, _, _) = backend.session("ret", PASSWORD).await;
     let image = png_of(&[(160.0, 150.0, 60.0)]);
-    let analysis = json_of(
-        upload(
-            &backend,
-            &ret,
-            "?wait=60",
-            form(&[("image/png", &image)], &[]),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let analysis = analysed(&backend, &ret, form(&[("image/png", &image)], &[])).await;
     assert_eq!(analysis["image"]["retained"], true);
     assert_eq!(analysis["mug_count"], 1, "{analysis}");
     let store = backend.db.store().await;

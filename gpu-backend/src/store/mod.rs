@@ -199,10 +199,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0002_jobs.sqlite.sql"),
         postgres: include_str!("migrations/0002_jobs.postgres.sql"),
     },
+    // Portable DDL: one file serves both dialects.
     Migration {
         version: 3,
-        sqlite: include_str!("migrations/0003_analysis_rules.sqlite.sql"),
-        postgres: include_str!("migrations/0003_analysis_rules.postgres.sql"),
+        sqlite: include_str!("migrations/0003_analysis_rules.sql"),
+        postgres: include_str!("migrations/0003_analysis_rules.sql"),
     },
 ];
 
