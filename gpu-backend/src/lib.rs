@@ -10,6 +10,7 @@
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
 //! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
 //! - [`mug`]: the Mug Positioning kernel: YOLOv8 detector, positioning, placement rules.
+//! - [`rng`]: the seeded generator of the synthetic test data and training scenes.
 //! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point); [`edge`] and
 //!   [`dev`] start the native edge gateway and the whole system on one machine; [`bench_edge`]
 //!   measures the edge pipeline against a plain proxy.
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod metrics;
 pub mod mug;
 pub mod queue;
+pub mod rng;
 pub mod seal;
 pub mod server;
 pub mod store;

@@ -9,24 +9,22 @@
 use image::RgbImage;
 
 use super::postprocess::BoxXyxy;
+use crate::rng::SplitMix64;
 
-/// A small deterministic generator (SplitMix64): the same seed gives the same scenes everywhere.
+/// A small deterministic generator ([`SplitMix64`]): the same seed gives the same scenes
+/// everywhere.
 #[derive(Debug, Clone)]
-pub struct SceneRng(u64);
+pub struct SceneRng(SplitMix64);
 
 impl SceneRng {
     /// A generator started from `seed`.
     pub fn new(seed: u64) -> SceneRng {
-        SceneRng(seed ^ 0x5EED_5EED_1234_5678)
+        SceneRng(SplitMix64::new(seed ^ 0x5EED_5EED_1234_5678))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
