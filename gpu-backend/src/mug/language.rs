@@ -370,6 +370,17 @@ fn mirror(op: ConditionOperator) -> ConditionOperator {
     }
 }
 
+/// A condition on the number of mugs, read from one number in the text.
+fn add_count(draft: &mut Draft, op: ConditionOperator, v: f64) {
+    draft.used_numbers += 1;
+    draft.add(
+        "mug_count",
+        op,
+        num_value(v),
+        format!("there are {} {} mugs", op_words(op), num_value(v)),
+    );
+}
+
 fn parse_counts(words: &[String], draft: &mut Draft) {
     let mug_near = |j: usize| {
         words[j..words.len().min(j + 2)]
@@ -381,13 +392,7 @@ fn parse_counts(words: &[String], draft: &mut Draft) {
             && j < words.len()
             && mug_near(j)
         {
-            draft.used_numbers += 1;
-            draft.add(
-                "mug_count",
-                op,
-                num_value(v),
-                format!("there are {} {} mugs", op_words(op), num_value(v)),
-            );
+            add_count(draft, op, v);
             return;
         }
         if let Some(v) = number(&words[i])
@@ -401,13 +406,7 @@ fn parse_counts(words: &[String], draft: &mut Draft) {
                 _ => None,
             };
             if let Some(op) = op {
-                draft.used_numbers += 1;
-                draft.add(
-                    "mug_count",
-                    op,
-                    num_value(v),
-                    format!("there are {} {} mugs", op_words(op), num_value(v)),
-                );
+                add_count(draft, op, v);
                 return;
             }
         }
