@@ -195,7 +195,7 @@ pub async fn submit(
         image_bytes: upload.image.len(),
         options,
     };
-    let (mut record, _) = state
+    let mut record = state
         .store
         .create_analysis(
             &id,

@@ -107,7 +107,7 @@ impl Store {
     /// Records `analysis` as `id`. When a job with the same cache key was enqueued at or after
     /// `reuse_since_ms` and has not failed for good, the analysis shares it; otherwise `job` is
     /// enqueued in the same transaction. `sealed_image` is the image sealed at rest, when images
-    /// are retained. Returns the analysis and whether a job was enqueued.
+    /// are retained. The returned analysis says whether it shares an earlier job (`reused`).
     pub async fn create_analysis(
         &self,
         id: &str,
@@ -115,7 +115,7 @@ impl Store {
         job: &NewJob,
         reuse_since_ms: i64,
         sealed_image: Option<String>,
-    ) -> StoreResult<(AnalysisRecord, bool)> {
+    ) -> StoreResult<AnalysisRecord> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let shared: Option<String> = sqlx::query_scalar(
@@ -159,8 +159,7 @@ impl Store {
         if !reused {
             self.notify_enqueued(&job.kind).await;
         }
-        let record = self.analysis(id).await?.ok_or(StoreError::NotFound)?;
-        Ok((record, !reused))
+        self.analysis(id).await?.ok_or(StoreError::NotFound)
     }
 
     pub async fn analysis(&self, id: &str) -> StoreResult<Option<AnalysisRecord>> {
