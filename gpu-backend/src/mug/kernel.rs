@@ -95,36 +95,6 @@ impl AnalysisKernel {
             None => process_detector().map_err(KernelError::Failed),
         }
     }
-
-    /// Runs the jobs of one batch: every decodable image of the same input shape goes through
-    /// the network in one forward pass.
-    fn run_jobs(&self, jobs: &[ClaimedJob]) -> Vec<KernelResult> {
-        let detector = match self.detector() {
-            Ok(detector) => detector,
-            Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
-        };
-        let parsed: Vec<Result<Parsed, KernelError>> = jobs.iter().map(parse_job).collect();
-        let ready: Vec<&Parsed> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
-        let uploads: Vec<Upload<'_>> = ready
-            .iter()
-            .map(|p| Upload {
-                bytes: &p.image,
-                declared_type: p.request.declared_type.as_deref(),
-                options: &p.analyze,
-            })
-            .collect();
-        let mut analysed = detector.analyze_batch(&uploads).into_iter();
-        parsed
-            .iter()
-            .map(|parsed| {
-                let parsed = parsed.as_ref().map_err(Clone::clone)?;
-                let analysis = analysed.next().ok_or_else(|| {
-                    KernelError::Failed("the batch lost an analysis; this is a bug".into())
-                })?;
-                outcome(parsed, analysis)
-            })
-            .collect()
-    }
 }
 
 /// A job's payload, read.
@@ -208,8 +178,34 @@ impl Kernel for AnalysisKernel {
         }
     }
 
+    /// Runs the jobs of one batch: every decodable image of the same input shape goes through
+    /// the network in one forward pass.
     fn run_batch(&self, jobs: &[ClaimedJob]) -> Vec<KernelResult> {
-        self.run_jobs(jobs)
+        let detector = match self.detector() {
+            Ok(detector) => detector,
+            Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let parsed: Vec<Result<Parsed, KernelError>> = jobs.iter().map(parse_job).collect();
+        let uploads: Vec<Upload<'_>> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .map(|p| Upload {
+                bytes: &p.image,
+                declared_type: p.request.declared_type.as_deref(),
+                options: &p.analyze,
+            })
+            .collect();
+        let mut analysed = detector.analyze_batch(&uploads).into_iter();
+        parsed
+            .iter()
+            .map(|parsed| {
+                let parsed = parsed.as_ref().map_err(Clone::clone)?;
+                let analysis = analysed.next().ok_or_else(|| {
+                    KernelError::Failed("the batch lost an analysis; this is a bug".into())
+                })?;
+                outcome(parsed, analysis)
+            })
+            .collect()
     }
 }
 
