@@ -91,7 +91,7 @@ pub fn h200_binary() -> PathBuf {
         .args([
             "build",
             "-p",
-            "h200-gpu-backend",
+            "h200",
             "--bin",
             "h200",
             "--message-format=json",

@@ -8,10 +8,7 @@ use shared::route_policy::RoutePolicy;
 use shared::signing::MessageSigningKey;
 use shared::token::TokenPolicy;
 
-/// Token issuer the backend uses by default.
-pub const DEFAULT_ISSUER: &str = "h200";
-/// Token audience the backend uses by default.
-pub const DEFAULT_AUDIENCE: &str = "h200-api";
+pub use shared::token::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 
 /// When an address is blocked, per the design.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

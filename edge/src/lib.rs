@@ -19,7 +19,9 @@
 //!   server and single-isolate runtimes.
 //! - [`token_cache`]: access tokens whose signature already verified, so a repeated token skips
 //!   the signature check (never the time checks or the deny-list).
-//! - `native` (feature `native`): the axum server, the reqwest upstream and the audit fan-out.
+//!
+//! The runtime adapters are crates of their own beside this one: `edge/native` (axum, for local
+//! runs, tests and containers), `edge/worker` (Cloudflare Workers) and `edge/spin` (Spin).
 
 pub mod config;
 pub mod fanout;
@@ -30,9 +32,6 @@ pub mod ports;
 pub mod settings;
 pub mod stage;
 pub mod token_cache;
-
-#[cfg(feature = "native")]
-pub mod native;
 
 #[cfg(test)]
 mod testing;

@@ -155,7 +155,10 @@ mod tests {
         let signing = SigningKey::generate_ed25519("k1", [9u8; 32]).expect("key");
         let mut keys = KeySet::new();
         keys.insert(signing.verification_key());
-        let policy = TokenPolicy::new("h200", "h200-api");
+        let policy = TokenPolicy::new(
+            shared::token::DEFAULT_ISSUER,
+            shared::token::DEFAULT_AUDIENCE,
+        );
         let claims = H200Claims::access(vec!["viewer".into()], Vec::new(), false);
         let token = signing
             .issue(&policy, "user-1", "jti-1", &claims, NOW)

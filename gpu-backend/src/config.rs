@@ -1,85 +1,132 @@
-//! Settings of the `h200` commands: every flag is also an `H200_*` environment variable.
+//! The backend's plain configuration. The `h200` binary builds it from flags and environment;
+//! nothing in this library reads either.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use shared::permissions::RoleSet;
+use shared::route_policy::RoutePolicy;
+
 use crate::keys::KeyOverrides;
 
-/// Where the backend keeps its state.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StoreArgs {
-    /// Folder for the SQLite database and the key files (created on first start).
-    #[arg(long, env = "H200_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Database URL: `sqlite:…` or `postgres://…`. Default: `h200.db` in the data folder.
-    /// `DATABASE_URL` is read when this is not set.
-    #[arg(long, env = "H200_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-}
-
-impl StoreArgs {
-    /// The database URL in force: the flag, then `DATABASE_URL`, then SQLite in the data folder.
-    pub fn url(&self) -> String {
-        self.database_url
-            .clone()
-            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| crate::store::default_sqlite_url(&self.data_dir))
-    }
-}
-
-/// `h200 backend`.
-#[derive(Clone, clap::Args)]
-pub struct BackendArgs {
-    /// Address to listen on.
-    #[arg(long, env = "H200_BACKEND_ADDR", default_value = "127.0.0.1:8081")]
+/// Everything [`crate::server::Backend::prepare`] needs.
+#[derive(Clone)]
+pub struct BackendConfig {
+    /// Address to listen on (port 0 picks a free one).
     pub addr: SocketAddr,
-    #[command(flatten)]
-    pub store: StoreArgs,
+    /// Folder of the key files (and of the SQLite database by default).
+    pub data_dir: PathBuf,
+    /// `sqlite:…` or `postgres://…`; may carry a password, so `Debug` never prints it.
+    pub database_url: String,
     /// `iss` of issued tokens.
-    #[arg(long, env = "H200_TOKEN_ISSUER", default_value = "h200")]
     pub token_issuer: String,
     /// `aud` of issued tokens.
-    #[arg(long, env = "H200_TOKEN_AUDIENCE", default_value = "h200-api")]
     pub token_audience: String,
-    /// Edge signing keys as `key_id:base64` pairs, oldest first (at most two). Default: the
-    /// key file in the data folder.
-    #[arg(long, env = "H200_EDGE_SIGNING_KEYS", hide_env_values = true)]
-    pub edge_signing_keys: Option<String>,
-    /// Seal keys as `version:base64` pairs. Default: the key file in the data folder.
-    #[arg(long, env = "H200_SEAL_KEYS", hide_env_values = true)]
-    pub seal_keys: Option<String>,
-    /// A route policy TOML to use instead of the embedded one.
-    #[arg(long, env = "H200_ROUTE_POLICY")]
-    pub route_policy: Option<PathBuf>,
-    /// A role table TOML to use instead of the embedded one.
-    #[arg(long, env = "H200_ROLES")]
-    pub roles: Option<PathBuf>,
-    /// Keep each uploaded image, sealed with the seal key (AES-256-GCM), with its analysis.
-    /// Off by default: the image lives only in the queued job and is dropped once it is done.
-    #[arg(long, env = "H200_RETAIN_IMAGES")]
+    /// Key material given directly instead of the key files.
+    pub keys: KeyOverrides,
+    /// The route table (the same one the edge enforces).
+    pub routes: RoutePolicy,
+    /// The role table.
+    pub roles: RoleSet,
+    /// Keep each uploaded image, sealed, with its analysis.
     pub retain_images: bool,
-    /// Workers to run inside the backend process (0: jobs wait for `h200 worker` processes).
-    #[arg(long, env = "H200_BACKEND_WORKERS", default_value_t = 0)]
+    /// Workers to run inside the backend process.
     pub workers: usize,
 }
 
-impl std::fmt::Debug for BackendArgs {
+impl BackendConfig {
+    /// The defaults for a backend at `addr` over `database_url`, keys in `data_dir`.
+    pub fn new(addr: SocketAddr, data_dir: PathBuf, database_url: String) -> BackendConfig {
+        BackendConfig {
+            addr,
+            data_dir,
+            database_url,
+            token_issuer: shared::token::DEFAULT_ISSUER.to_owned(),
+            token_audience: shared::token::DEFAULT_AUDIENCE.to_owned(),
+            keys: KeyOverrides::default(),
+            routes: RoutePolicy::default(),
+            roles: RoleSet::default(),
+            retain_images: false,
+            workers: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for BackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendArgs")
+        f.debug_struct("BackendConfig")
             .field("addr", &self.addr)
-            .field("store", &self.store.data_dir)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
             .field("token_issuer", &self.token_issuer)
             .field("token_audience", &self.token_audience)
-            .field("keys", &self.key_overrides())
+            .field("keys", &self.keys)
+            .field("retain_images", &self.retain_images)
+            .field("workers", &self.workers)
             .finish_non_exhaustive()
     }
 }
 
-impl BackendArgs {
-    pub fn key_overrides(&self) -> KeyOverrides {
-        KeyOverrides {
-            edge_keys: self.edge_signing_keys.clone(),
-            seal_keys: self.seal_keys.clone(),
-        }
+/// A database URL with any password replaced by `***`, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = redact_query_password(tail);
+    format!("{scheme}://{authority}{tail}")
+}
+
+fn redact_query_password(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_database_password() {
+        let config = BackendConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            "./data".into(),
+            "postgres://app:s3cret-pw@db.internal:5432/h200?sslmode=require&password=other".into(),
+        );
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret-pw"), "{printed}");
+        assert!(!printed.contains("other"), "{printed}");
+        assert!(
+            printed.contains("postgres://app:***@db.internal:5432/h200"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn urls_without_a_password_stay_readable() {
+        assert_eq!(redact_url("sqlite:./data/h200.db"), "sqlite:./data/h200.db");
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
     }
 }

@@ -80,52 +80,8 @@ impl TokenKeyRing {
     }
 }
 
-/// One edge-to-backend HMAC key.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct EdgeKeyMaterial {
-    pub key_id: String,
-    /// Base64 of the secret (32 bytes).
-    pub secret: String,
-}
-
-impl std::fmt::Debug for EdgeKeyMaterial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EdgeKeyMaterial")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EdgeKeyMaterial {
-    pub fn secret_bytes(&self) -> anyhow::Result<Vec<u8>> {
-        B64.decode(self.secret.trim())
-            .with_context(|| format!("edge key {} is not base64", self.key_id))
-    }
-}
-
-/// The edge keys: the last one signs, and up to two are accepted (rotation).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct EdgeKeyRing {
-    pub keys: Vec<EdgeKeyMaterial>,
-}
-
-impl EdgeKeyRing {
-    /// The key an edge signs with.
-    pub fn current(&self) -> Option<&EdgeKeyMaterial> {
-        self.keys.last()
-    }
-
-    /// Adds a new key and keeps only the previous one beside it.
-    pub fn rotate(&mut self, key_id: String) -> anyhow::Result<()> {
-        self.keys.push(EdgeKeyMaterial {
-            key_id,
-            secret: B64.encode(random_bytes::<32>()?),
-        });
-        let excess = self.keys.len().saturating_sub(2);
-        self.keys.drain(..excess);
-        Ok(())
-    }
-}
+use shared::signing::key_list::parse_key_list;
+pub use shared::signing::key_list::{EdgeKeyMaterial, EdgeKeyRing};
 
 /// Seal keys by version.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -214,17 +170,6 @@ impl std::fmt::Debug for KeyOverrides {
     }
 }
 
-fn parse_pairs(text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once(':').context("expected name:base64 pairs")?;
-            Ok((name.trim().to_owned(), value.trim().to_owned()))
-        })
-        .collect()
-}
-
 impl BackendKeys {
     /// Loads every key, generating missing files (0600) in `data_dir/keys`. Returns the keys and
     /// the files it created.
@@ -249,17 +194,12 @@ impl BackendKeys {
         };
 
         let edge = match &overrides.edge_keys {
-            Some(text) => EdgeKeyRing {
-                keys: parse_pairs(text)?
-                    .into_iter()
-                    .map(|(key_id, secret)| EdgeKeyMaterial { key_id, secret })
-                    .collect(),
-            },
+            Some(text) => EdgeKeyRing::from_list(text).context("edge signing keys")?,
             None => match read_json::<EdgeKeyRing>(&paths.edge())? {
                 Some(ring) if ring.current().is_some() => ring,
                 _ => {
                     let mut ring = EdgeKeyRing::default();
-                    ring.rotate("edge-1".into())?;
+                    ring.rotate("edge-1".into(), &random_bytes::<32>()?);
                     write_private_json(&paths.edge(), &ring)?;
                     created.push(paths.edge());
                     ring
@@ -272,12 +212,13 @@ impl BackendKeys {
 
         let seal_file = match &overrides.seal_keys {
             Some(text) => SealKeyFile {
-                keys: parse_pairs(text)?
+                keys: parse_key_list(text)
+                    .context("seal keys")?
                     .into_iter()
-                    .map(|(version, key)| {
+                    .map(|key| {
                         Ok(SealKeyMaterial {
-                            version: version.parse().context("seal key version")?,
-                            key,
+                            version: key.name.parse().context("seal key version")?,
+                            key: B64.encode(key.secret),
                         })
                     })
                     .collect::<anyhow::Result<_>>()?,
@@ -360,6 +301,37 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `h200 keys rotate`: a new token signing key (the old public key stays published until its
+/// tokens expire), and optionally a new edge key and seal key version. Returns what changed, one
+/// line each.
+pub fn rotate_key_files(data_dir: &Path, edge: bool, seal: bool) -> anyhow::Result<Vec<String>> {
+    let mut report = Vec::new();
+    let paths = KeyPaths::new(data_dir);
+    let now = crate::store::now_ms();
+    // Make sure every file exists first, so rotation always has something to rotate.
+    BackendKeys::load_or_generate(data_dir, &KeyOverrides::default(), now)?;
+    let mut ring: TokenKeyRing = read_json(&paths.token())?.unwrap_or_default();
+    let kid = ring.rotate(now)?.kid.clone();
+    write_private_json(&paths.token(), &ring)?;
+    report.push(format!("token signing key rotated: new kid {kid}"));
+    if edge {
+        let mut ring: EdgeKeyRing = read_json(&paths.edge())?.unwrap_or_default();
+        let next = format!("edge-{}", now / 1000);
+        ring.rotate(next.clone(), &random_bytes::<32>()?);
+        write_private_json(&paths.edge(), &ring)?;
+        report.push(format!(
+            "edge signing key rotated: new key id {next} (restart the edge and backend to use it)"
+        ));
+    }
+    if seal {
+        let mut file: SealKeyFile = read_json(&paths.seal())?.unwrap_or_default();
+        let version = file.rotate()?;
+        write_private_json(&paths.seal(), &file)?;
+        report.push(format!("seal key rotated: new version {version}"));
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,16 +380,6 @@ mod tests {
             vec![old.clone(), new.clone()]
         );
         assert_eq!(published(10_000 + RETIRED_KEY_PUBLISH_MS), vec![new]);
-    }
-
-    #[test]
-    fn edge_rotation_keeps_two_keys() {
-        let mut ring = EdgeKeyRing::default();
-        for id in ["a", "b", "c"] {
-            ring.rotate(id.into()).unwrap();
-        }
-        let ids: Vec<_> = ring.keys.iter().map(|k| k.key_id.as_str()).collect();
-        assert_eq!(ids, ["b", "c"]);
     }
 
     #[test]

@@ -6,31 +6,25 @@
 //! - [`http`]: the axum router. [`http::gate`] verifies every request's RFC 9421 signature before
 //!   any handler runs; handlers translate HTTP to calls on the services and back.
 //! - [`auth`]: users, passwords, tokens, MFA and API keys.
-//! - [`queue`]: the kernel trait and the workers that pull jobs from the store's queue.
+//! - [`queue`]: the workers that pull jobs from the store's queue and run them on the kernels
+//!   they are given (the trait and job contracts live in the `h200-kernel` crate).
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
 //! - [`keys`] and [`seal`]: key material in the data folder, and secrets sealed at rest.
-//! - [`mug`]: the Mug Positioning kernel: YOLOv8 detector, positioning, placement rules.
-//! - [`rng`]: the seeded generator of the synthetic test data and training scenes.
-//! - [`cli`]: the `h200` command (`src/bin/h200.rs` is only its entry point); [`edge`] and
-//!   [`dev`] start the native edge gateway and the whole system on one machine; [`bench_edge`]
-//!   measures the edge pipeline against a plain proxy.
+//! - [`config`]: the plain [`config::BackendConfig`]; [`server`] starts the backend from it and a
+//!   list of kernels; [`metrics`]: the Prometheus registry.
+//!
+//! This library reads no flags and no environment: the `h200` binary (`gpu-backend/cli`) is the
+//! composition root that builds the config and the kernels (`h200-ncs`, `h200-mug`) and hands
+//! them in. It reads the mug and NCS crates only for their candle-free result types and rules.
 
 pub mod auth;
-pub mod bench_edge;
-pub mod cli;
 pub mod config;
-pub mod dev;
-pub mod edge;
 pub mod http;
 pub mod keys;
 pub mod metrics;
-pub mod mug;
 pub mod queue;
-pub mod rng;
 pub mod seal;
 pub mod server;
 pub mod store;
 
 pub use shared;
-
-pub mod ncs;

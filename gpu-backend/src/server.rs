@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shared::permissions::RoleSet;
-use shared::route_policy::RoutePolicy;
 use shared::signing::{MessageSigningKey, SignatureVerifier};
 use shared::token::TokenPolicy;
 
 use crate::auth::tokens::TokenIssuer;
-use crate::config::BackendArgs;
+use crate::config::BackendConfig;
 use crate::http::{self, AppState, SharedState};
 use crate::keys::{BackendKeys, EdgeKeyRing, KeyPaths, TokenKeyRing, read_json};
+use crate::queue::Kernels;
 use crate::store::{Store, now_ms};
 
 /// How often the token key file is checked for a rotation.
@@ -27,6 +26,8 @@ pub struct Backend {
     data_dir: PathBuf,
     /// Workers to start inside this process.
     workers: usize,
+    /// What those workers run.
+    kernels: Kernels,
     database_url: String,
 }
 
@@ -42,57 +43,42 @@ pub fn edge_verifier(ring: &EdgeKeyRing) -> anyhow::Result<SignatureVerifier> {
 }
 
 impl Backend {
-    /// Opens the store, loads keys (generating missing ones) and binds the address.
-    pub async fn prepare(args: &BackendArgs) -> anyhow::Result<Backend> {
-        std::fs::create_dir_all(&args.store.data_dir).with_context(|| {
-            format!("creating the data folder {}", args.store.data_dir.display())
-        })?;
-        let store = Store::open(&args.store.url())
+    /// Opens the store, loads keys (generating missing ones) and binds the address. `kernels`
+    /// are what the in-process workers run (`config.workers` of them).
+    pub async fn prepare(config: &BackendConfig, kernels: Kernels) -> anyhow::Result<Backend> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
+        let store = Store::open(&config.database_url)
             .await
             .context("opening the store")?;
         let (keys, created) =
-            BackendKeys::load_or_generate(&args.store.data_dir, &args.key_overrides(), now_ms())
+            BackendKeys::load_or_generate(&config.data_dir, &config.keys, now_ms())
                 .context("loading key material")?;
         for path in created {
             tracing::info!(path = %path.display(), "generated a missing key file");
         }
-        let policy = TokenPolicy::new(args.token_issuer.clone(), args.token_audience.clone());
+        let policy = TokenPolicy::new(config.token_issuer.clone(), config.token_audience.clone());
         let tokens = TokenIssuer::new(policy, &keys.token, now_ms())?;
-        let routes = match &args.route_policy {
-            Some(path) => RoutePolicy::from_toml(
-                &std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            )
-            .map_err(|e| anyhow::anyhow!("route policy {}: {e}", path.display()))?,
-            None => RoutePolicy::default(),
-        };
-        let roles = match &args.roles {
-            Some(path) => RoleSet::from_toml(
-                &std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            )
-            .map_err(|e| anyhow::anyhow!("roles {}: {e}", path.display()))?,
-            None => RoleSet::default(),
-        };
         let mut state = AppState::new(
             store,
             tokens,
-            roles,
-            routes,
+            config.roles.clone(),
+            config.routes.clone(),
             edge_verifier(&keys.edge)?,
             keys.seal,
         );
-        state.retain_images = args.retain_images;
+        state.retain_images = config.retain_images;
         let state = Arc::new(state);
-        let listener = tokio::net::TcpListener::bind(args.addr)
+        let listener = tokio::net::TcpListener::bind(config.addr)
             .await
-            .with_context(|| format!("binding {}", args.addr))?;
+            .with_context(|| format!("binding {}", config.addr))?;
         Ok(Backend {
             state,
             listener,
-            data_dir: args.store.data_dir.clone(),
-            workers: args.workers,
-            database_url: args.store.url(),
+            data_dir: config.data_dir.clone(),
+            workers: config.workers,
+            kernels,
+            database_url: config.database_url.clone(),
         })
     }
 
@@ -108,9 +94,13 @@ impl Backend {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let reload = tokio::spawn(reload_token_keys(self.state.clone(), self.data_dir.clone()));
-        let (stop_workers, workers) =
-            crate::queue::spawn_local_workers(&self.state.store, self.workers, &self.database_url)
-                .await?;
+        let (stop_workers, workers) = crate::queue::spawn_local_workers(
+            &self.state.store,
+            self.workers,
+            &self.kernels,
+            &self.database_url,
+        )
+        .await?;
         let addr = self.local_addr();
         tracing::info!(%addr, "backend listening");
         let app = http::router(self.state.clone());

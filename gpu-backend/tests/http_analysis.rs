@@ -8,7 +8,7 @@ mod common;
 use base64::Engine;
 use common::Backend;
 use common::backend::{TestBackend, problem_code};
-use gpu_backend::mug::synthetic::{desk_scene, render};
+use mug::synthetic::{desk_scene, render};
 use serde_json::{Value, json};
 use shared::permissions::Principal;
 

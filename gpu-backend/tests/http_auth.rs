@@ -669,7 +669,7 @@ async fn key_rotation_keeps_old_tokens_valid(kind: Backend) {
     backend.add_user("rita", PASSWORD, &["viewer"]).await;
     let (_, old_access, old_refresh) = backend.session("rita", PASSWORD).await;
     let (db, data_dir) = backend.stop().await;
-    gpu_backend::cli::rotate_keys(&data_dir, false, false).unwrap();
+    gpu_backend::keys::rotate_key_files(&data_dir, false, false).unwrap();
     let backend = TestBackend::start_with(db, data_dir).await;
     let jwks: serde_json::Value = backend
         .client

@@ -159,6 +159,11 @@ impl fmt::Display for TokenKind {
     }
 }
 
+/// The `iss` of tokens when none is configured.
+pub const DEFAULT_ISSUER: &str = "h200";
+/// The `aud` of tokens when none is configured.
+pub const DEFAULT_AUDIENCE: &str = "h200-api";
+
 /// Lifetimes, leeway and the expected issuer and audience of tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenPolicy {

@@ -144,7 +144,10 @@ mod tests {
         let signing = SigningKey::generate_ed25519("k1", [3u8; 32]).expect("key");
         let mut keys = KeySet::new();
         keys.insert(signing.verification_key());
-        let policy = TokenPolicy::new("h200", "h200-api");
+        let policy = TokenPolicy::new(
+            shared::token::DEFAULT_ISSUER,
+            shared::token::DEFAULT_AUDIENCE,
+        );
         let claims = H200Claims::access(vec!["viewer".into()], vec!["admin:users".into()], false);
         let now = 1_700_000_000;
         let token = signing

@@ -26,11 +26,11 @@ use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use super::jobs::{WaitQuery, wait_for_job};
 use super::{SharedState, page};
-use crate::mug::kernel::{ANALYSIS_KIND, AnalysisJob, JobRule};
-use crate::queue::kernel::job_refusal;
 use crate::store::analyses::{AnalysisRecord, Deleted, NewAnalysis};
 use crate::store::jobs::{JobState, NewJob};
 use crate::store::now_ms;
+use kernel::analysis::{ANALYSIS_KIND, AnalysisJob, JobRule};
+use kernel::job_refusal;
 
 /// Identical requests within this long share one result.
 pub const REUSE_WINDOW_MS: i64 = 60 * 60 * 1000;

@@ -18,10 +18,11 @@ use super::SharedState;
 use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use super::jobs::wait_for_job;
-use crate::ncs::AlgorithmOverrides;
-use crate::ncs::kernel::{NCS_KIND, NcsJob, StreamRecord};
-use crate::queue::kernel::job_refusal;
 use crate::store::jobs::{JobState, NewJob};
+use kernel::job_refusal;
+use kernel::ncs::AlgorithmOverrides;
+use kernel::ncs::{NCS_KIND, NcsJob};
+use ncs::StreamRecord;
 
 /// The stream a request names when it names none.
 pub const DEFAULT_STREAM: &str = "default";

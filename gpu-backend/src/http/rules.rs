@@ -19,11 +19,11 @@ use super::analysis::is_id;
 use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use super::{SharedState, page};
-use crate::mug::Analysis;
-use crate::mug::language::parse_rule;
-use crate::mug::rules::{self as engine, StoredRule, mug_facts};
 use crate::store::StoreError;
 use crate::store::rules::{MAX_RULES_PER_OWNER, RuleFilter, RuleRecord};
+use mug::Analysis;
+use mug::language::parse_rule;
+use mug::rules::{self as engine, StoredRule, mug_facts};
 
 /// Default and largest page of `GET /api/v1/rules`.
 const DEFAULT_PAGE: i64 = 100;

@@ -2,36 +2,21 @@
 //! [`Worker`]s that claim batches of jobs under a lease, run them on a kernel and record the
 //! outcome. Many workers, in this process or on other machines, share one queue table.
 
-pub mod bench;
-pub mod kernel;
 pub mod noop;
 pub mod worker;
 
 pub use kernel::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult};
+
+/// The kernels a worker runs, shared by every worker of a process.
+pub type Kernels = Vec<std::sync::Arc<dyn Kernel>>;
 pub use worker::{Worker, WorkerExit, WorkerOptions};
 
-/// Every kernel this build has, ready to run. The `analysis` kernel loads the detector named by
-/// `H200_MUG_MODEL` (the shipped one when unset) once per process. NCS runs in exact mode unless
-/// `H200_NCS_MODE=batched`; batched mode uses the first CUDA device when the build has the
-/// `cuda` feature and one is present, else the CPU.
-pub fn available_kernels() -> Vec<std::sync::Arc<dyn Kernel>> {
-    let mode = match std::env::var("H200_NCS_MODE").as_deref() {
-        Ok("batched") => crate::ncs::Mode::Batched,
-        _ => crate::ncs::Mode::Exact,
-    };
-    let device = candle_core::Device::cuda_if_available(0).unwrap_or(candle_core::Device::Cpu);
-    vec![
-        std::sync::Arc::new(noop::EchoKernel),
-        std::sync::Arc::new(crate::ncs::kernel::NcsKernel::new(mode, device)),
-        std::sync::Arc::new(crate::mug::kernel::AnalysisKernel::new()),
-    ]
-}
-
-/// Starts `count` workers inside this process with every available kernel. Sending `true` on
+/// Starts `count` workers inside this process with `kernels`. Sending `true` on
 /// the returned channel stops them; the handles finish once they have.
 pub async fn spawn_local_workers(
     store: &crate::store::Store,
     count: usize,
+    kernels: &Kernels,
     database_url: &str,
 ) -> anyhow::Result<(
     tokio::sync::watch::Sender<bool>,
@@ -47,7 +32,7 @@ pub async fn spawn_local_workers(
                 .then(|| database_url.to_owned()),
             ..WorkerOptions::default()
         };
-        let worker = Worker::register(store.clone(), available_kernels(), options).await?;
+        let worker = Worker::register(store.clone(), kernels.clone(), options).await?;
         let mut stopped = stopped.clone();
         handles.push(tokio::spawn(worker.run(async move {
             let _ = stopped.wait_for(|stop| *stop).await;

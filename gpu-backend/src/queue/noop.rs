@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::kernel::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult};
+use kernel::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult};
 
 /// The job kind of [`EchoKernel`].
 pub const ECHO_KIND: &str = "echo";

@@ -10,16 +10,18 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::time::Instant;
 
-use super::kernel::{ClaimedJob, Kernel, KernelError, KernelResult};
 use crate::store::jobs::JobRecord;
 use crate::store::workers::{WorkerCounters, WorkerRecord};
 use crate::store::{Dialect, Store};
+use kernel::{ClaimedJob, Kernel, KernelError, KernelResult};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     /// A human name shown in `GET /api/v1/servers`.
     pub name: String,
+    /// The machine it runs on, as shown in `GET /api/v1/servers`.
+    pub host: String,
     /// Most jobs claimed at once (also capped by each kernel's batch size).
     pub batch_size: usize,
     /// How long a claim holds before another worker may take the job.
@@ -36,6 +38,7 @@ impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
             name: format!("worker-{}", std::process::id()),
+            host: "localhost".to_owned(),
             batch_size: 64,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(2),
@@ -109,7 +112,7 @@ impl Worker {
         let record = WorkerRecord {
             id: id.clone(),
             name: options.name.clone(),
-            host: hostname(),
+            host: options.host.clone(),
             pid: i64::from(std::process::id()),
             kinds: kernels.keys().map(|k| k.to_string()).collect(),
             device,
@@ -440,17 +443,4 @@ async fn futures_ready(
         _ = future.as_mut() => true,
         _ = std::future::ready(()) => false,
     }
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }

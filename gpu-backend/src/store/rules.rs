@@ -24,8 +24,8 @@ pub struct RuleRecord {
 
 impl RuleRecord {
     /// The rule as the rules engine takes it.
-    pub fn to_stored(&self) -> crate::mug::rules::StoredRule {
-        crate::mug::rules::StoredRule {
+    pub fn to_stored(&self) -> mug::rules::StoredRule {
+        mug::rules::StoredRule {
             id: self.id.clone(),
             rule: self.rule.clone(),
         }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use gpu_backend::config::{BackendArgs, StoreArgs};
+use gpu_backend::config::BackendConfig;
 use gpu_backend::keys::{EdgeKeyRing, KeyPaths, read_json};
 use gpu_backend::server::Backend;
 use shared::permissions::{Principal, PrincipalKind, RoleSet};
@@ -26,22 +26,28 @@ pub struct TestBackend {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-pub fn args(db: &TestDatabase, data_dir: &std::path::Path) -> BackendArgs {
-    BackendArgs {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        store: StoreArgs {
-            data_dir: data_dir.to_owned(),
-            database_url: Some(db.url.clone()),
-        },
-        token_issuer: ISSUER.into(),
-        token_audience: AUDIENCE.into(),
-        edge_signing_keys: None,
-        seal_keys: None,
-        route_policy: None,
-        roles: None,
-        retain_images: false,
-        workers: 1,
-    }
+pub fn args(db: &TestDatabase, data_dir: &std::path::Path) -> BackendConfig {
+    let mut config = BackendConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        data_dir.to_owned(),
+        db.url.clone(),
+    );
+    config.token_issuer = ISSUER.into();
+    config.token_audience = AUDIENCE.into();
+    config.workers = 1;
+    config
+}
+
+/// Every kernel, as `h200` builds them by default: echo, NCS in exact mode, the shipped detector.
+pub fn kernels() -> gpu_backend::queue::Kernels {
+    vec![
+        std::sync::Arc::new(gpu_backend::queue::noop::EchoKernel),
+        std::sync::Arc::new(ncs::kernel::NcsKernel::new(
+            ncs::Mode::Exact,
+            candle_core::Device::Cpu,
+        )),
+        std::sync::Arc::new(mug::kernel::AnalysisKernel::new(None)),
+    ]
 }
 
 impl TestBackend {
@@ -54,7 +60,7 @@ impl TestBackend {
     /// Starts a backend whose arguments `configure` has adjusted.
     pub async fn start_configured(
         kind: DbKind,
-        configure: impl FnOnce(&mut BackendArgs),
+        configure: impl FnOnce(&mut BackendConfig),
     ) -> TestBackend {
         let db = TestDatabase::new(kind).await;
         let data_dir = std::env::temp_dir().join(unique("h200_backend"));
@@ -69,8 +75,10 @@ impl TestBackend {
         Self::start_args(db, data_dir, &args).await
     }
 
-    async fn start_args(db: TestDatabase, data_dir: PathBuf, args: &BackendArgs) -> TestBackend {
-        let backend = Backend::prepare(args).await.expect("backend starts");
+    async fn start_args(db: TestDatabase, data_dir: PathBuf, args: &BackendConfig) -> TestBackend {
+        let backend = Backend::prepare(args, kernels())
+            .await
+            .expect("backend starts");
         let base = format!("http://{}", backend.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(backend.serve(async move {

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 pub mod backend;
-pub mod workers;
 
 use gpu_backend::store::Store;
 

@@ -5,6 +5,7 @@
 //! them back into a [`SignableRequest`] and calls [`SignatureVerifier::verify`].
 
 mod base;
+pub mod key_list;
 mod structured_field;
 
 use std::collections::{BTreeSet, HashMap};

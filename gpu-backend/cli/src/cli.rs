@@ -1,0 +1,366 @@
+//! The `h200` command line: its arguments only. Every flag is also an `H200_*` environment
+//! variable; the commands themselves live in [`crate::command`], one file each.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gpu_backend::keys::KeyOverrides;
+
+/// The H200 System: secure edge gateway and GPU backend.
+#[derive(Debug, Parser)]
+#[command(name = "h200", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        env = "H200_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the backend API (signed requests only).
+    Backend(BackendArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Manage key material.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Find and position the mugs in an image; prints the analysis as JSON.
+    Detect(DetectArgs),
+    /// Train the mug detector on synthetic scenes (progress on stderr, resumable).
+    TrainDetector(TrainDetectorArgs),
+    /// Serve the edge gateway (the public API) in front of a backend.
+    Edge(edge_native::args::EdgeArgs),
+    /// Run the whole system on this machine: backend and edge, SQLite in the data folder.
+    Dev(crate::command::dev::DevArgs),
+    /// Pull jobs from the queue and run them on this machine's kernels.
+    Worker(WorkerArgs),
+    /// Cluster a stream of points (one JSON array per line) with NCS; one JSON answer per line
+    /// on stdout, points/s on stderr. Also the NCS benchmark.
+    Ncs {
+        /// `exact` follows the reference point by point; `batched` scores chunks of points
+        /// against the centroids with one matrix product (on CUDA when built with `cuda`).
+        #[arg(long, env = "H200_NCS_MODE", value_enum, default_value = "exact")]
+        mode: NcsMode,
+        /// Read points from this file instead of standard input.
+        #[arg(long, env = "H200_NCS_INPUT")]
+        input: Option<std::path::PathBuf>,
+    },
+    /// Measure parts of the system.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `h200 worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Name shown in `GET /api/v1/servers` (default: worker-PID).
+    #[arg(long, env = "H200_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Job kinds to run, comma separated (default: every kernel this build has).
+    #[arg(long, env = "H200_WORKER_KINDS", value_delimiter = ',')]
+    pub kinds: Vec<String>,
+    /// Most jobs claimed at once.
+    #[arg(long, env = "H200_WORKER_BATCH", default_value_t = 64)]
+    pub batch: usize,
+    /// Seconds a claim holds before another worker may take the job.
+    #[arg(long, env = "H200_WORKER_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Milliseconds between heartbeats (and lease-expiry sweeps).
+    #[arg(long, env = "H200_WORKER_HEARTBEAT_MS", default_value_t = 2000)]
+    pub heartbeat_ms: u64,
+    /// Longest idle wait, in milliseconds, before looking for work without a wake-up.
+    #[arg(long, env = "H200_WORKER_POLL_MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// The machine's name shown in `GET /api/v1/servers` (default: `/etc/hostname`).
+    #[arg(long = "host", env = "HOSTNAME")]
+    pub host: Option<String>,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
+}
+
+/// Which kernels a worker builds: the NCS mode and the detector weights.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KernelArgs {
+    /// NCS kernel mode: `exact` follows the reference point by point; `batched` scores each
+    /// batch against the centroids in one matrix product (on CUDA when built with `cuda`).
+    #[arg(long, env = "H200_NCS_MODE", value_enum, default_value = "exact")]
+    pub ncs_mode: NcsMode,
+    /// YOLOv8 weights in safetensors for the `analysis` kernel; the shipped mug detector when
+    /// absent.
+    #[arg(long, env = "H200_MUG_MODEL")]
+    pub mug_model: Option<PathBuf>,
+}
+
+/// `h200 ncs --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NcsMode {
+    Exact,
+    Batched,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Queue throughput (enqueue, claim, end to end) against a naive FOR UPDATE queue.
+    Queue {
+        /// Database to measure (use a scratch one): `postgres://…` or `sqlite:…`.
+        #[arg(long, env = "H200_BENCH_DATABASE_URL")]
+        database_url: String,
+        /// Jobs per phase.
+        #[arg(long, env = "H200_BENCH_JOBS", default_value_t = 20_000)]
+        jobs: usize,
+        /// Concurrent workers.
+        #[arg(long, env = "H200_BENCH_WORKERS", default_value_t = 4)]
+        workers: usize,
+        /// Jobs per claim and per enqueue statement.
+        #[arg(long, env = "H200_BENCH_BATCH", default_value_t = 256)]
+        batch: usize,
+        /// Jobs for the naive queue (Postgres only; 0 skips it).
+        #[arg(long, env = "H200_BENCH_NAIVE_JOBS", default_value_t = 2_000)]
+        naive_jobs: usize,
+    },
+    /// Requests/s, latency and CPU per request through the full edge pipeline against a plain
+    /// pass-through proxy, all in this process on loopback, and each stage's cost alone.
+    Edge {
+        /// Measured requests per target (edge and pass-through each).
+        #[arg(long, env = "H200_BENCH_REQUESTS", default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent keep-alive connections of the client.
+        #[arg(long, env = "H200_BENCH_CONCURRENCY", default_value_t = 8)]
+        concurrency: usize,
+        /// Requests per target sent before measuring.
+        #[arg(long, env = "H200_BENCH_WARMUP", default_value_t = 2_000)]
+        warmup: usize,
+    },
+}
+
+/// Arguments of `h200 detect`.
+#[derive(Debug, clap::Args)]
+pub struct DetectArgs {
+    /// The image: JPEG, PNG or WebP, at most 4096 pixels a side.
+    pub image: std::path::PathBuf,
+    /// YOLOv8 weights in safetensors (candle naming); the shipped mug detector when absent.
+    #[arg(long, env = "H200_MUG_MODEL")]
+    pub model: Option<std::path::PathBuf>,
+    /// Detections below this confidence are dropped.
+    #[arg(long, env = "H200_MUG_CONFIDENCE", default_value_t = mug::postprocess::DEFAULT_CONFIDENCE)]
+    pub confidence: f32,
+    /// Overlap above which a weaker box of the same class is suppressed.
+    #[arg(long, env = "H200_MUG_IOU", default_value_t = mug::postprocess::DEFAULT_IOU)]
+    pub iou: f32,
+    /// Scale of the photo, for offsets in millimetres.
+    #[arg(long, env = "H200_CALIBRATION_MM_PER_PIXEL")]
+    pub calibration_mm_per_pixel: Option<f32>,
+    /// Longer side of the network input (default: the model's own, 640 for COCO weights).
+    #[arg(long, env = "H200_MUG_IMAGE_SIZE")]
+    pub image_size: Option<u32>,
+    /// Also time N more analyses of the image (decode included) and print images/s on
+    /// standard error, with the device.
+    #[arg(long, value_name = "N")]
+    pub bench: Option<usize>,
+}
+
+/// Arguments of `h200 train-detector`.
+#[derive(Debug, clap::Args)]
+pub struct TrainDetectorArgs {
+    /// Where the trained weights go; the checkpoint is written beside it (`.ckpt`).
+    #[arg(
+        long,
+        env = "H200_TRAIN_OUT",
+        default_value = "gpu-backend/mug/models/mug-detector.safetensors"
+    )]
+    pub out: std::path::PathBuf,
+    /// Total optimizer steps.
+    #[arg(long, env = "H200_TRAIN_STEPS", default_value_t = 2000)]
+    pub steps: usize,
+    /// Scenes per step.
+    #[arg(long, env = "H200_TRAIN_BATCH", default_value_t = 16)]
+    pub batch: usize,
+    /// Side of the square training input, a multiple of 32.
+    #[arg(long, env = "H200_TRAIN_IMAGE_SIZE", default_value_t = 256)]
+    pub image_size: u32,
+    /// Seed of the scene stream.
+    #[arg(long, env = "H200_TRAIN_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Continue from the checkpoint beside `--out` when there is one.
+    #[arg(long, env = "H200_TRAIN_RESUME")]
+    pub resume: bool,
+    /// Peak learning rate.
+    #[arg(long, env = "H200_TRAIN_LEARNING_RATE", default_value_t = 2e-3)]
+    pub learning_rate: f64,
+    /// Held-out scenes to measure mAP@0.5 on after training (0 to skip).
+    #[arg(long, env = "H200_TRAIN_EVAL_IMAGES", default_value_t = 200)]
+    pub eval_images: usize,
+    /// Only measure mAP@0.5 of the weights at `--out`; do not train.
+    #[arg(long, env = "H200_TRAIN_EVALUATE_ONLY")]
+    pub evaluate_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input (one line).
+    Add {
+        /// The login name.
+        name: String,
+        /// A role (repeat for several): viewer, analyst, manager, admin, readonly, user, service.
+        #[arg(long = "role", env = "H200_USER_ROLE", required = true)]
+        roles: Vec<String>,
+        /// The user's email, stored sealed.
+        #[arg(long, env = "H200_USER_EMAIL")]
+        email: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Seal keys as `version:base64` pairs (default: the key file in the data folder).
+        #[arg(long, env = "H200_SEAL_KEYS", hide_env_values = true)]
+        seal_keys: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key for a user and print it (shown once).
+    Create {
+        /// The user who owns the key.
+        #[arg(long, env = "H200_APIKEY_USER")]
+        user: String,
+        /// A label for the key.
+        #[arg(long, env = "H200_APIKEY_NAME", default_value = "cli")]
+        name: String,
+        /// Days until it expires (default: never).
+        #[arg(long, env = "H200_APIKEY_EXPIRES_IN_DAYS")]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate the token signing key (the old public key stays published until its tokens
+    /// expire); optionally the edge signing key and the seal key too.
+    Rotate {
+        /// Folder holding the key files.
+        #[arg(long, env = "H200_DATA_DIR", default_value = "./data")]
+        data_dir: std::path::PathBuf,
+        /// Also add a new edge signing key (the previous one stays accepted beside it).
+        #[arg(long, env = "H200_ROTATE_EDGE")]
+        edge: bool,
+        /// Also add a new seal key version (older versions stay readable).
+        #[arg(long, env = "H200_ROTATE_SEAL")]
+        seal: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit hash chain; exits non-zero when a row was changed or deleted.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Where the backend keeps its state.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Folder for the SQLite database and the key files (created on first start).
+    #[arg(long, env = "H200_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite:…` or `postgres://…`. Default: `h200.db` in the data folder.
+    /// `DATABASE_URL` is read when this is not set.
+    #[arg(long, env = "H200_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The database URL in force: the flag, then `DATABASE_URL`, then SQLite in the data folder.
+    pub fn url(&self) -> String {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| gpu_backend::store::default_sqlite_url(&self.data_dir))
+    }
+}
+
+/// `h200 backend`.
+#[derive(Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Address to listen on.
+    #[arg(long, env = "H200_BACKEND_ADDR", default_value = "127.0.0.1:8081")]
+    pub addr: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// `iss` of issued tokens.
+    #[arg(long, env = "H200_TOKEN_ISSUER", default_value = shared::token::DEFAULT_ISSUER)]
+    pub token_issuer: String,
+    /// `aud` of issued tokens.
+    #[arg(long, env = "H200_TOKEN_AUDIENCE", default_value = shared::token::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
+    /// Edge signing keys as `key_id:base64` pairs, oldest first (at most two). Default: the
+    /// key file in the data folder.
+    #[arg(long, env = "H200_EDGE_SIGNING_KEYS", hide_env_values = true)]
+    pub edge_signing_keys: Option<String>,
+    /// Seal keys as `version:base64` pairs. Default: the key file in the data folder.
+    #[arg(long, env = "H200_SEAL_KEYS", hide_env_values = true)]
+    pub seal_keys: Option<String>,
+    /// A route policy TOML to use instead of the embedded one.
+    #[arg(long, env = "H200_ROUTE_POLICY")]
+    pub route_policy: Option<PathBuf>,
+    /// A role table TOML to use instead of the embedded one.
+    #[arg(long, env = "H200_ROLES")]
+    pub roles: Option<PathBuf>,
+    /// Keep each uploaded image, sealed with the seal key (AES-256-GCM), with its analysis.
+    /// Off by default: the image lives only in the queued job and is dropped once it is done.
+    #[arg(long, env = "H200_RETAIN_IMAGES")]
+    pub retain_images: bool,
+    /// Workers to run inside the backend process (0: jobs wait for `h200 worker` processes).
+    #[arg(long, env = "H200_BACKEND_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
+}
+
+impl std::fmt::Debug for BackendArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendArgs")
+            .field("addr", &self.addr)
+            .field("data_dir", &self.store.data_dir)
+            .field("token_issuer", &self.token_issuer)
+            .field("token_audience", &self.token_audience)
+            .field("keys", &self.key_overrides())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackendArgs {
+    /// The secrets given on the command line or in the environment (redacted in `Debug`).
+    pub fn key_overrides(&self) -> KeyOverrides {
+        KeyOverrides {
+            edge_keys: self.edge_signing_keys.clone(),
+            seal_keys: self.seal_keys.clone(),
+        }
+    }
+}
