@@ -51,6 +51,9 @@ pub type Steps<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
 pub struct Scenario {
     pub name: &'static str,
     pub run: for<'a> fn(&'a Caller) -> Steps<'a>,
+    /// The scenario changes state every other scenario depends on (a revoked signing key, say),
+    /// so it gets a system of its own instead of sharing one with the others.
+    pub isolated: bool,
 }
 
 /// An HTTP client for one scenario, calling from its own client address.
@@ -86,6 +89,14 @@ macro_rules! scenario {
         Scenario {
             name: $name,
             run: |caller| Box::pin($function(caller)),
+            isolated: false,
+        }
+    };
+    (isolated $name:literal, $function:ident) => {
+        Scenario {
+            name: $name,
+            run: |caller| Box::pin($function(caller)),
+            isolated: true,
         }
     };
 }
