@@ -19,10 +19,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shared::ErrorCode;
 use shared::body::{AnalysisFeedbackRequest, AnalysisUpload, parse_valid};
-use shared::permissions::Permission;
 use shared::route_policy::ContentKind;
 
-use super::error::{ApiError, ApiQuery, ApiResult};
+use super::error::{ApiError, ApiQuery, ApiResult, internal};
 use super::gate::Caller;
 use super::jobs::{WaitQuery, wait_for_job};
 use super::{SharedState, page};
@@ -126,7 +125,6 @@ pub async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    caller.require(Permission::AnalysisWrite)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -149,15 +147,17 @@ pub async fn submit(
             rule: r.rule,
         })
         .collect();
-    let internal = |_| ApiError::new(ErrorCode::Internal);
-    let options = serde_json::to_value(&upload.options).map_err(internal)?;
+    let options =
+        serde_json::to_value(&upload.options).map_err(internal("serializing analysis options"))?;
     let image_sha256 = sha256_hex(&[upload.image]);
     let cache_key = sha256_hex(&[
         b"analysis-v1",
         owner.as_bytes(),
         image_sha256.as_bytes(),
         options.to_string().as_bytes(),
-        serde_json::to_string(&rules).map_err(internal)?.as_bytes(),
+        serde_json::to_string(&rules)
+            .map_err(internal("serializing the rule snapshot"))?
+            .as_bytes(),
     ]);
     let payload = AnalysisJob {
         image_base64: base64::engine::general_purpose::STANDARD.encode(upload.image),
@@ -167,7 +167,7 @@ pub async fn submit(
     };
     let mut job = NewJob::new(
         ANALYSIS_KIND,
-        serde_json::to_value(&payload).map_err(internal)?,
+        serde_json::to_value(&payload).map_err(internal("serializing an analysis job"))?,
     );
     job.owner = Some(owner.clone());
     job.max_attempts = MAX_ATTEMPTS;
@@ -177,10 +177,7 @@ pub async fn submit(
         let sealed = state
             .seal
             .seal(&image_context(&id), upload.image)
-            .map_err(|e| {
-                tracing::error!(error = %e, "sealing an uploaded image failed");
-                ApiError::new(ErrorCode::Internal)
-            })?;
+            .map_err(internal("sealing an uploaded image"))?;
         Some(base64::engine::general_purpose::STANDARD.encode(sealed))
     } else {
         None
@@ -234,21 +231,15 @@ pub async fn submit(
     Ok(response)
 }
 
-/// The analysis `id` if `caller` may see it: their own, or anyone's with the route's admin
-/// permission. Another principal's analysis is "not found", so ids leak nothing.
-async fn visible(
-    state: &SharedState,
-    caller: &Caller,
-    id: &str,
-    method: &str,
-) -> ApiResult<AnalysisRecord> {
+/// The analysis `id` if `caller` may see it on this route: their own, or anyone's with the
+/// route's admin permission. Another principal's analysis is "not found", so ids leak nothing.
+async fn visible(state: &SharedState, caller: &Caller, id: &str) -> ApiResult<AnalysisRecord> {
     let not_found = || ApiError::detail(ErrorCode::NotFound, "no such analysis");
     if !is_id(id) {
         return Err(not_found());
     }
     let record = state.store.analysis(id).await?.ok_or_else(not_found)?;
-    let path = format!("/api/v1/analysis/{id}");
-    if record.owner == caller.principal.subject || state.acts_for_others(caller, method, &path) {
+    if record.owner == caller.principal.subject || caller.acts_for_others() {
         Ok(record)
     } else {
         Err(not_found())
@@ -267,13 +258,12 @@ pub async fn get_one(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> ApiResult<Response> {
-    caller.require(Permission::AnalysisRead)?;
-    let mut record = visible(&state, &caller, &id, "GET").await?;
+    let mut record = visible(&state, &caller, &id).await?;
     if let Some(wait) = query.wait
         && !record.job_state.is_some_and(JobState::is_final)
     {
         wait_for_job(&state.store, &record.job_id, Duration::from_secs(wait)).await?;
-        record = visible(&state, &caller, &id, "GET").await?;
+        record = visible(&state, &caller, &id).await?;
     }
     Ok(Json(with_request_id(analysis_view(&record), &caller)).into_response())
 }
@@ -297,9 +287,8 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
-    caller.require(Permission::AnalysisRead)?;
     let (limit, offset) = page(query.limit, query.offset, DEFAULT_PAGE, MAX_PAGE)?;
-    let owner = state.listing_owner(&caller, query.owner, "/api/v1/analysis", "analyses")?;
+    let owner = caller.listing_owner(query.owner, "the analyses")?;
     let (records, total) = state
         .store
         .list_analyses(Some(&owner), limit, offset)
@@ -320,8 +309,7 @@ pub async fn delete_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::AnalysisDelete)?;
-    visible(&state, &caller, &id, "DELETE").await?;
+    visible(&state, &caller, &id).await?;
     match state.store.delete_analysis(&id).await? {
         Deleted::Done => Ok(StatusCode::NO_CONTENT),
         Deleted::Missing => Err(ApiError::detail(ErrorCode::NotFound, "no such analysis")),
@@ -339,7 +327,6 @@ pub async fn feedback(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    caller.require(Permission::AnalysisWrite)?;
     let request: AnalysisFeedbackRequest = parse_valid(&body)?;
     let not_found = || ApiError::detail(ErrorCode::NotFound, "no such analysis");
     if !is_id(&id) {

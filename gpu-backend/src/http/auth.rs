@@ -15,12 +15,11 @@ use shared::body::auth::{
     RefreshRequest,
 };
 use shared::body::parse_valid;
-use shared::permissions::Permission;
-use shared::token::{H200Claims, TokenError, TokenKind};
+use shared::token::{H200Claims, TokenKind};
 use shared::totp;
 
 use super::SharedState;
-use super::error::{ApiError, ApiQuery, ApiResult};
+use super::error::{ApiError, ApiQuery, ApiResult, internal};
 use super::gate::{Caller, random_tail};
 use crate::store::api_keys::ApiKeyRecord;
 use crate::store::now_ms;
@@ -109,10 +108,10 @@ fn token_response(
             ),
             now,
         )
-        .map_err(token_failure)?;
+        .map_err(internal("issuing an access token"))?;
     let refresh = issuer
         .issue(&user.id, &H200Claims::refresh(family, mfa), now)
-        .map_err(token_failure)?;
+        .map_err(internal("issuing a refresh token"))?;
     let body = json!({
         "access_token": access.token,
         "refresh_token": refresh.token,
@@ -121,11 +120,6 @@ fn token_response(
         "scope": scope.join(" "),
     });
     Ok((body, refresh.jti, refresh.expires_at))
-}
-
-fn token_failure(error: TokenError) -> ApiError {
-    tracing::error!(error = %error, "token issue failed");
-    ApiError::new(ErrorCode::Internal)
 }
 
 /// `POST /auth/login`: form or JSON; the same work whether the user exists or not.
@@ -154,7 +148,7 @@ pub async fn login(
         None => hasher.verify_decoy(&password),
     })
     .await
-    .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+    .map_err(internal("checking a password"))?;
     let user = match (user, password_ok) {
         (Some(user), true) => user,
         (user, _) => {
@@ -232,7 +226,7 @@ async fn check_totp(state: &SharedState, user: &UserRecord, code: &str) -> ApiRe
     let secret = state
         .seal
         .open(&mfa_context(&user.id), sealed)
-        .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+        .map_err(internal("opening a sealed MFA secret"))?;
     let last = user.mfa_last_step.map(|s| s as u64);
     match totp::verify(&secret, code, now_secs(), last) {
         Some(step) => Ok(state.store.consume_mfa_step(&user.id, step as i64).await?),
@@ -371,11 +365,11 @@ pub async fn mfa_setup(State(state): State<SharedState>, caller: Caller) -> ApiR
         ));
     }
     let secret = crate::keys::random_bytes::<{ totp::SECRET_BYTES }>()
-        .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+        .map_err(internal("drawing an MFA secret"))?;
     let sealed = state
         .seal
         .seal(&mfa_context(&user.id), &secret)
-        .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+        .map_err(internal("sealing an MFA secret"))?;
     state.store.set_mfa_secret(&user.id, &sealed).await?;
     audit(
         &state,
@@ -458,7 +452,7 @@ pub async fn create_api_key(
     let user_id = caller.require_user()?;
     let request: ApiKeyCreateRequest = json_body(&headers, &body)?;
     let key = ApiKey::from_random(
-        crate::keys::random_bytes::<16>().map_err(|_| ApiError::new(ErrorCode::Internal))?,
+        crate::keys::random_bytes::<16>().map_err(internal("drawing an API key"))?,
     );
     let expires_at_ms = request
         .expires_in_days
@@ -489,12 +483,14 @@ pub async fn create_api_key(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyListQuery {
-    /// With `admin:users`: every user's keys.
+    /// Every user's keys; needs the route's admin permission (`admin:users` in the default
+    /// table).
     #[serde(default)]
     all: bool,
 }
 
-/// `GET /auth/api-keys`: the caller's keys, or everyone's for `admin:users` with `?all=true`.
+/// `GET /auth/api-keys`: the caller's keys, or with `?all=true` everyone's for a holder of the
+/// route's admin permission.
 pub async fn list_api_keys(
     State(state): State<SharedState>,
     caller: Caller,
@@ -502,7 +498,7 @@ pub async fn list_api_keys(
 ) -> ApiResult<Response> {
     let user_id = caller.require_user()?;
     let keys = if query.all {
-        caller.require(Permission::AdminUsers)?;
+        caller.require_acting_for_others("the API keys")?;
         state.store.list_api_keys(None).await?
     } else {
         state.store.list_api_keys(Some(user_id)).await?
@@ -510,7 +506,8 @@ pub async fn list_api_keys(
     Ok(Json(json!({ "keys": keys.iter().map(key_view).collect::<Vec<_>>() })).into_response())
 }
 
-/// `DELETE /auth/api-keys/{id}`: revokes one of the caller's keys (any key with `admin:users`).
+/// `DELETE /auth/api-keys/{id}`: revokes one of the caller's keys (any key with the route's admin
+/// permission).
 pub async fn revoke_api_key(
     State(state): State<SharedState>,
     caller: Caller,
@@ -522,7 +519,7 @@ pub async fn revoke_api_key(
         .api_key_by_id(&id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
-    if key.user_id != user_id && !caller.principal.has(Permission::AdminUsers) {
+    if key.user_id != user_id && !caller.acts_for_others() {
         // Someone else's key looks exactly like a missing one.
         return Err(ApiError::new(ErrorCode::NotFound));
     }
@@ -572,7 +569,7 @@ pub async fn change_password(
         (current_ok, reused, hasher.hash(&request.new_password))
     })
     .await
-    .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+    .map_err(internal("checking a password change"))?;
     if !current_ok {
         audit(
             &state,
@@ -591,7 +588,7 @@ pub async fn change_password(
             "must differ from the last five passwords",
         ));
     }
-    let new_hash = new_hash.map_err(|_| ApiError::new(ErrorCode::Internal))?;
+    let new_hash = new_hash.map_err(internal("hashing a new password"))?;
     state.store.set_password(&user_id, &new_hash).await?;
     state.store.revoke_user_families(&user_id).await?;
     audit(

@@ -43,6 +43,18 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         self.problem.code
     }
+
+    /// A failure of the backend's own while doing `what`: the cause goes to the log, here and
+    /// only here; the client gets `INTERNAL` (500) without it.
+    pub fn internal(what: &str, cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "{what} failed");
+        ApiError::new(ErrorCode::Internal)
+    }
+}
+
+/// For `map_err`: [`ApiError::internal`] while doing `what`.
+pub fn internal<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ApiError {
+    move |cause| ApiError::internal(what, &cause)
 }
 
 /// `axum::extract::Query` whose refusal is problem+json like every other: a query string the

@@ -1,6 +1,11 @@
 //! The signature gate: the backend trusts only requests the edge signed (RFC 9421, 60 s window,
 //! no replays). It also re-checks what the edge decided (deny-list, route permission), so a
-//! mistake at the edge does not become a hole.
+//! mistake at the edge does not become a hole. The permission comes from the route table alone:
+//! the gate resolves the request in the same [`RoutePolicy`](shared::route_policy::RoutePolicy)
+//! the edge enforces and hands the handler the route it found ([`Caller::route`]), so handlers
+//! state no permission of their own.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -9,11 +14,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shared::ErrorCode;
 use shared::audit::{AuditEvent, AuditEventType, AuditSource};
-use shared::permissions::{Permission, Principal, PrincipalKind};
-use shared::route_policy::Resolution;
+use shared::permissions::{Principal, PrincipalKind};
+use shared::route_policy::{Auth, Resolution, Route};
 use shared::signing::{CONTENT_DIGEST_HEADER, PRINCIPAL_HEADER, SignableRequest};
 
-use super::error::{ApiError, problem_response};
+use super::error::{ApiError, ApiResult, problem_response};
 use super::{RequestId, SharedState};
 use crate::store::now_ms;
 
@@ -23,28 +28,19 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Internal routes: only the edge itself calls them, never on behalf of a user.
 pub const INTERNAL_PREFIX: &str = "/internal/";
 
-/// Who is calling, as the edge vouched for it.
+/// Who is calling, as the edge vouched for it, and the route-table entry the request resolved to.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Principal,
     pub request_id: String,
     /// The client's address as the edge saw it.
     pub client_ip: Option<String>,
+    /// The route the gate resolved the request to, whose permission the principal holds; `None`
+    /// on the edge's internal routes, which the table does not list.
+    pub route: Option<Arc<Route>>,
 }
 
 impl Caller {
-    /// Refuses with 403 unless the principal holds `permission`.
-    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
-        if self.principal.has(permission) {
-            Ok(())
-        } else {
-            Err(ApiError::detail(
-                ErrorCode::InsufficientPermissions,
-                format!("requires {}", permission.as_str()),
-            ))
-        }
-    }
-
     /// Refuses with 401 unless a user (not an API key, not anonymous) is calling.
     pub fn require_user(&self) -> Result<&str, ApiError> {
         match self.principal.kind {
@@ -55,6 +51,44 @@ impl Caller {
             )),
             PrincipalKind::Anonymous => Err(ApiError::new(ErrorCode::MissingCredentials)),
         }
+    }
+
+    /// Whether the caller may act on other principals' items on this route: the route names an
+    /// `admin_permission` and the principal holds it.
+    pub fn acts_for_others(&self) -> bool {
+        self.route
+            .as_ref()
+            .and_then(|route| route.admin_permission)
+            .is_some_and(|permission| self.principal.has(permission))
+    }
+
+    /// Refuses with 403 unless [`Caller::acts_for_others`]; `what` names the other principals'
+    /// items in the refusal.
+    pub fn require_acting_for_others(&self, what: &str) -> ApiResult<()> {
+        if self.acts_for_others() {
+            return Ok(());
+        }
+        let needed = self.route.as_ref().and_then(|route| route.admin_permission);
+        Err(ApiError::detail(
+            ErrorCode::InsufficientPermissions,
+            match needed {
+                Some(permission) => format!(
+                    "access to {what} of another principal requires {}",
+                    permission.as_str()
+                ),
+                None => format!("this route gives no access to {what} of another principal"),
+            },
+        ))
+    }
+
+    /// Whose items a listing shows: `requested`, or the caller's own when absent. Another
+    /// principal's needs the route's admin permission (`what` names the items in the refusal).
+    pub fn listing_owner(&self, requested: Option<String>, what: &str) -> ApiResult<String> {
+        let owner = requested.unwrap_or_else(|| self.principal.subject.clone());
+        if owner != self.principal.subject {
+            self.require_acting_for_others(what)?;
+        }
+        Ok(owner)
     }
 }
 
@@ -140,8 +174,11 @@ async fn admit(
 
     let internal = parts.uri.path().starts_with(INTERNAL_PREFIX);
     let principal = match principal_header {
-        Some(value) if !internal => Principal::decode_header(value)
-            .map_err(|_| ApiError::detail(ErrorCode::BadRequest, "malformed principal header"))?,
+        Some(value) if !internal => Principal::decode_header(value).map_err(|e| {
+            // Signed by the edge yet unreadable: the two disagree on the header's format.
+            tracing::warn!(error = %e, "a signed principal header does not decode");
+            ApiError::detail(ErrorCode::BadRequest, "malformed principal header")
+        })?,
         Some(_) => {
             return Err(ApiError::detail(
                 ErrorCode::InsufficientPermissions,
@@ -150,16 +187,18 @@ async fn admit(
         }
         None => Principal::anonymous(),
     };
-    let caller = Caller {
+    check_not_revoked(state, &principal).await?;
+    let route = if internal {
+        None
+    } else {
+        Some(permitted_route(state, parts, &principal)?)
+    };
+    Ok(Caller {
         client_ip: principal.client_ip.clone(),
         principal,
         request_id: request_id.to_owned(),
-    };
-    check_not_revoked(state, &caller.principal).await?;
-    if !internal {
-        check_route_permission(state, parts, &caller.principal)?;
-    }
-    Ok(caller)
+        route,
+    })
 }
 
 /// The deny-list and API-key revocation, checked again here (the edge's copy may be up to a
@@ -192,29 +231,29 @@ async fn check_not_revoked(state: &SharedState, principal: &Principal) -> Result
     Ok(())
 }
 
-/// The route table decides what a route needs; the backend applies the same table as the edge.
-fn check_route_permission(
+/// The route of the request in the route table (the same table the edge enforces), once
+/// `principal` is found to meet what it demands.
+fn permitted_route(
     state: &SharedState,
     parts: &Parts,
     principal: &Principal,
-) -> Result<(), ApiError> {
+) -> Result<Arc<Route>, ApiError> {
     match state
         .routes
         .resolve(parts.method.as_str(), parts.uri.path())
     {
         Resolution::Found(matched) => {
-            matched
-                .route
+            let route = matched.route;
+            route
                 .auth
                 .permits(principal)
-                .map_err(|code| match matched.route.auth {
-                    shared::route_policy::Auth::Permission(permission)
-                        if code == ErrorCode::InsufficientPermissions =>
-                    {
+                .map_err(|code| match route.auth {
+                    Auth::Permission(permission) if code == ErrorCode::InsufficientPermissions => {
                         ApiError::detail(code, format!("requires {}", permission.as_str()))
                     }
                     _ => ApiError::new(code),
-                })
+                })?;
+            Ok(Arc::new(route.clone()))
         }
         other => Err(ApiError::new(
             other.error_code().unwrap_or(ErrorCode::NotFound),

@@ -1,5 +1,7 @@
 //! The backend's HTTP surface. Every route but `/health` and `/.well-known/jwks.json` sits behind
 //! the signature [`gate`]; handlers translate HTTP into calls on the store and the auth service.
+//! The router is built from one list ([`routes`]), which the route table must match; the route
+//! table alone says what each route needs.
 
 pub mod admin;
 pub mod analysis;
@@ -17,10 +19,11 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use shared::permissions::RoleSet;
 use shared::route_policy::RoutePolicy;
 use shared::signing::{MemoryNonceStore, SignatureVerifier};
@@ -78,37 +81,6 @@ impl AppState {
         }
     }
 
-    /// Whether `caller` may act on other principals' items on `method path` (a request path): the
-    /// route policy names the permission (`admin_permission`), and the caller holds it.
-    pub fn acts_for_others(&self, caller: &gate::Caller, method: &str, path: &str) -> bool {
-        match self.routes.resolve(method, path) {
-            shared::route_policy::Resolution::Found(found) => found
-                .route
-                .admin_permission
-                .is_some_and(|p| caller.principal.has(p)),
-            _ => false,
-        }
-    }
-
-    /// Whose items a listing on `path` shows: `requested`, or the caller when absent. Another
-    /// principal's needs the route's admin permission (`what` names the items in the refusal).
-    pub fn listing_owner(
-        &self,
-        caller: &gate::Caller,
-        requested: Option<String>,
-        path: &str,
-        what: &str,
-    ) -> Result<String, error::ApiError> {
-        let owner = requested.unwrap_or_else(|| caller.principal.subject.clone());
-        if owner != caller.principal.subject && !self.acts_for_others(caller, "GET", path) {
-            return Err(error::ApiError::detail(
-                shared::ErrorCode::InsufficientPermissions,
-                format!("listing another principal's {what} needs the admin permission"),
-            ));
-        }
-        Ok(owner)
-    }
-
     /// The issuer in force now.
     pub fn tokens(&self) -> Arc<TokenIssuer> {
         self.tokens
@@ -120,63 +92,193 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// Who may call a route the router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Served without the signature gate (`/health`, the JWKS).
+    Open,
+    /// Behind the signature gate, with the permission the route table names.
+    Gated,
+    /// Behind the signature gate, for the edge itself: under [`gate::INTERNAL_PREFIX`], never in
+    /// the route table, and never on behalf of a principal.
+    Internal,
+}
+
+/// One route of the router: the method and path pattern as the route table writes them, and the
+/// handler that answers it.
+struct Served {
+    exposure: Exposure,
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<SharedState>,
+}
+
+fn serve<H, T>(exposure: Exposure, method: Method, path: &'static str, handler: H) -> Served
+where
+    H: Handler<T, SharedState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone())
+        .expect("every method of the route list has a filter; this is a bug");
+    Served {
+        exposure,
+        method,
+        path,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route the backend serves, the one list the router is built from. Apart from the
+/// internal ones, the route table (`RoutePolicy::default()`) lists exactly these.
+fn served() -> Vec<Served> {
+    use Exposure::{Gated, Internal, Open};
+    vec![
+        serve(Open, Method::GET, "/health", health),
+        serve(Open, Method::GET, "/.well-known/jwks.json", jwks),
+        serve(Gated, Method::POST, "/auth/login", auth::login),
+        serve(Gated, Method::POST, "/auth/refresh", auth::refresh),
+        serve(Gated, Method::POST, "/auth/logout", auth::logout),
+        serve(Gated, Method::POST, "/auth/password", auth::change_password),
+        serve(Gated, Method::POST, "/auth/mfa/setup", auth::mfa_setup),
+        serve(Gated, Method::POST, "/auth/mfa/verify", auth::mfa_verify),
+        serve(Gated, Method::POST, "/auth/api-keys", auth::create_api_key),
+        serve(Gated, Method::GET, "/auth/api-keys", auth::list_api_keys),
+        serve(
+            Gated,
+            Method::DELETE,
+            "/auth/api-keys/{id}",
+            auth::revoke_api_key,
+        ),
+        serve(Gated, Method::GET, "/api/v1/admin/audit", admin::audit_log),
+        serve(Gated, Method::GET, "/api/v1/admin/users", admin::users),
+        serve(Gated, Method::GET, "/api/v1/me/export", admin::export_me),
+        serve(Gated, Method::DELETE, "/api/v1/me", admin::erase_me),
+        serve(Gated, Method::POST, "/api/v1/analysis", analysis::submit),
+        serve(Gated, Method::GET, "/api/v1/analysis", analysis::list),
+        serve(
+            Gated,
+            Method::GET,
+            "/api/v1/analysis/{id}",
+            analysis::get_one,
+        ),
+        serve(
+            Gated,
+            Method::DELETE,
+            "/api/v1/analysis/{id}",
+            analysis::delete_one,
+        ),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/analysis/{id}/feedback",
+            analysis::feedback,
+        ),
+        serve(Gated, Method::GET, "/api/v1/rules", rules::list),
+        serve(Gated, Method::POST, "/api/v1/rules", rules::create),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/rules/evaluate",
+            rules::evaluate,
+        ),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/rules/natural-language",
+            rules::natural_language,
+        ),
+        serve(Gated, Method::GET, "/api/v1/rules/{id}", rules::get_one),
+        serve(Gated, Method::PATCH, "/api/v1/rules/{id}", rules::update),
+        serve(
+            Gated,
+            Method::DELETE,
+            "/api/v1/rules/{id}",
+            rules::delete_one,
+        ),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/process_points",
+            ncs::process_points,
+        ),
+        serve(
+            Gated,
+            Method::GET,
+            "/api/v1/clusters_summary",
+            ncs::clusters_summary,
+        ),
+        serve(
+            Gated,
+            Method::GET,
+            "/api/v1/algorithm_status",
+            ncs::algorithm_status,
+        ),
+        serve(Gated, Method::GET, "/api/v1/servers", servers::list),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/servers/{id}/pause",
+            servers::pause,
+        ),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/servers/{id}/resume",
+            servers::resume,
+        ),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/servers/{id}/drain",
+            servers::drain,
+        ),
+        serve(Gated, Method::GET, "/metrics", metrics),
+        serve(
+            Internal,
+            Method::GET,
+            "/internal/v1/revocations",
+            internal::revocations,
+        ),
+        serve(
+            Internal,
+            Method::GET,
+            "/internal/v1/api-keys/{digest}",
+            internal::api_key,
+        ),
+        serve(
+            Internal,
+            Method::POST,
+            "/internal/v1/audit",
+            internal::ingest_audit,
+        ),
+    ]
+}
+
+/// What the router answers: each route's exposure, method and path pattern, in list order.
+pub fn routes() -> Vec<(Exposure, Method, &'static str)> {
+    served()
+        .into_iter()
+        .map(|route| (route.exposure, route.method, route.path))
+        .collect()
+}
+
 /// The whole router: open routes, then everything else behind the signature gate.
 pub fn router(state: SharedState) -> Router {
-    let gated = Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/password", post(auth::change_password))
-        .route("/auth/mfa/setup", post(auth::mfa_setup))
-        .route("/auth/mfa/verify", post(auth::mfa_verify))
-        .route(
-            "/auth/api-keys",
-            post(auth::create_api_key).get(auth::list_api_keys),
-        )
-        .route("/auth/api-keys/{id}", delete(auth::revoke_api_key))
-        .route("/api/v1/admin/audit", get(admin::audit_log))
-        .route("/api/v1/admin/users", get(admin::users))
-        .route("/api/v1/me/export", get(admin::export_me))
-        .route("/api/v1/me", delete(admin::erase_me))
-        .route(
-            "/api/v1/analysis",
-            post(analysis::submit).get(analysis::list),
-        )
-        .route(
-            "/api/v1/analysis/{id}",
-            get(analysis::get_one).delete(analysis::delete_one),
-        )
-        .route("/api/v1/analysis/{id}/feedback", post(analysis::feedback))
-        .route("/api/v1/rules", get(rules::list).post(rules::create))
-        .route("/api/v1/rules/evaluate", post(rules::evaluate))
-        .route(
-            "/api/v1/rules/natural-language",
-            post(rules::natural_language),
-        )
-        .route(
-            "/api/v1/rules/{id}",
-            get(rules::get_one)
-                .patch(rules::update)
-                .delete(rules::delete_one),
-        )
-        .route("/api/v1/process_points", post(ncs::process_points))
-        .route("/api/v1/clusters_summary", get(ncs::clusters_summary))
-        .route("/api/v1/algorithm_status", get(ncs::algorithm_status))
-        .route("/api/v1/servers", get(servers::list))
-        .route("/api/v1/servers/{id}/{action}", post(servers::control))
-        .route("/metrics", get(metrics))
-        .route("/internal/v1/revocations", get(internal::revocations))
-        .route("/internal/v1/api-keys/{digest}", get(internal::api_key))
-        .route("/internal/v1/audit", post(internal::ingest_audit))
+    let mut open = Router::new();
+    let mut gated = Router::new();
+    for route in served() {
+        match route.exposure {
+            Exposure::Open => open = open.route(route.path, route.handler),
+            Exposure::Gated | Exposure::Internal => gated = gated.route(route.path, route.handler),
+        }
+    }
+    let gated = gated
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             gate::verify_signature,
         ));
-    Router::new()
-        .route("/health", get(health))
-        .route("/.well-known/jwks.json", get(jwks))
-        .merge(gated)
+    open.merge(gated)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -211,17 +313,14 @@ async fn jwks(State(state): State<SharedState>) -> Response {
     response
 }
 
-async fn metrics(
-    State(state): State<SharedState>,
-    caller: gate::Caller,
-) -> Result<Response, error::ApiError> {
-    caller.require(shared::permissions::Permission::MetricsRead)?;
+/// `GET /metrics`: the route table names its permission (`metrics:read`), the gate checks it.
+async fn metrics(State(state): State<SharedState>) -> Response {
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    Ok(response)
+    response
 }
 
 async fn not_found() -> error::ApiError {

@@ -13,7 +13,6 @@ use shared::body::{
     NaturalLanguageRuleRequest, RuleDefinition, RuleEvaluateRequest, RulePatch, Validate,
     parse_valid,
 };
-use shared::permissions::Permission;
 
 use super::analysis::is_id;
 use super::error::{ApiError, ApiQuery, ApiResult};
@@ -54,22 +53,15 @@ fn too_many(error: StoreError) -> ApiError {
     }
 }
 
-/// Rule `id` if `caller` may use it with `method`: their own, or anyone's with the route's
-/// admin permission; otherwise "not found".
-async fn visible(
-    state: &SharedState,
-    caller: &Caller,
-    id: &str,
-    method: &str,
-) -> ApiResult<RuleRecord> {
+/// Rule `id` if `caller` may use it on this route: their own, or anyone's with the route's admin
+/// permission; otherwise "not found".
+async fn visible(state: &SharedState, caller: &Caller, id: &str) -> ApiResult<RuleRecord> {
     let not_found = || ApiError::detail(ErrorCode::NotFound, "no such rule");
     if !is_id(id) {
         return Err(not_found());
     }
     let record = state.store.rule(id).await?.ok_or_else(not_found)?;
-    if record.owner == caller.principal.subject
-        || state.acts_for_others(caller, method, &format!("/api/v1/rules/{id}"))
-    {
+    if record.owner == caller.principal.subject || caller.acts_for_others() {
         Ok(record)
     } else {
         Err(not_found())
@@ -97,9 +89,8 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
-    caller.require(Permission::RulesRead)?;
     let (limit, offset) = page(query.limit, query.offset, DEFAULT_PAGE, MAX_PAGE)?;
-    let owner = state.listing_owner(&caller, query.owner, "/api/v1/rules", "rules")?;
+    let owner = caller.listing_owner(query.owner, "the rules")?;
     let (rules, total) = state
         .store
         .list_rules(&RuleFilter {
@@ -125,7 +116,6 @@ pub async fn create(
     caller: Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    caller.require(Permission::RulesWrite)?;
     let rule: RuleDefinition = parse_valid(&body)?;
     let record = state
         .store
@@ -145,8 +135,7 @@ pub async fn get_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    caller.require(Permission::RulesRead)?;
-    let record = visible(&state, &caller, &id, "GET").await?;
+    let record = visible(&state, &caller, &id).await?;
     Ok(Json(rule_view(&record, &caller)).into_response())
 }
 
@@ -158,9 +147,8 @@ pub async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    caller.require(Permission::RulesWrite)?;
     let patch: RulePatch = parse_valid(&body)?;
-    visible(&state, &caller, &id, "PATCH").await?;
+    visible(&state, &caller, &id).await?;
     let updated = state
         .store
         .update_rule(&id, &patch, RuleDefinition::validate)
@@ -176,8 +164,7 @@ pub async fn delete_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::RulesDelete)?;
-    visible(&state, &caller, &id, "DELETE").await?;
+    visible(&state, &caller, &id).await?;
     if state.store.delete_rule(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -253,7 +240,6 @@ pub async fn evaluate(
     caller: Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    caller.require(Permission::RulesExecute)?;
     let request: RuleEvaluateRequest = parse_valid(&body)?;
     Ok(Json(evaluate_rules(&state, &caller, &request).await?).into_response())
 }
@@ -265,7 +251,6 @@ pub async fn natural_language(
     caller: Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    caller.require(Permission::RulesWrite)?;
     let request: NaturalLanguageRuleRequest = parse_valid(&body)?;
     let mut parsed = parse_rule(&request.text, request.name.as_deref())
         .map_err(|e| ApiError::field(ErrorCode::ValidationFailed, "text", e.to_string()))?;

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shared::ErrorCode;
 use shared::audit::AuditEventType;
-use shared::permissions::Permission;
 
 use super::SharedState;
 use super::auth::audit;
@@ -22,8 +21,7 @@ pub const OFFLINE_AFTER_MS: i64 = 15_000;
 const STOPPED_LISTED_MS: i64 = 3_600_000;
 
 /// `GET /api/v1/servers`.
-pub async fn list(State(state): State<SharedState>, caller: Caller) -> ApiResult<Response> {
-    caller.require(Permission::ServersRead)?;
+pub async fn list(State(state): State<SharedState>) -> ApiResult<Response> {
     let now = now_ms();
     let workers = state.store.list_workers(now - STOPPED_LISTED_MS).await?;
     let servers: Vec<_> = workers
@@ -39,25 +37,49 @@ pub async fn list(State(state): State<SharedState>, caller: Caller) -> ApiResult
     Ok(Json(json!({ "servers": servers })).into_response())
 }
 
-/// `POST /api/v1/servers/{id}/{action}` with action `pause`, `resume` or `drain`.
-pub async fn control(
+/// `POST /api/v1/servers/{id}/pause`: the worker claims no more jobs until resumed.
+pub async fn pause(
     State(state): State<SharedState>,
     caller: Caller,
-    Path((id, action)): Path<(String, String)>,
+    Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    caller.require(Permission::ServersControl)?;
-    if !matches!(action.as_str(), "pause" | "resume" | "drain") {
-        return Err(ApiError::new(ErrorCode::NotFound));
-    }
-    if !state.store.request_worker_state(&id, &action).await? {
+    control(&state, &caller, &id, "pause").await
+}
+
+/// `POST /api/v1/servers/{id}/resume`: a paused worker claims jobs again.
+pub async fn resume(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    control(&state, &caller, &id, "resume").await
+}
+
+/// `POST /api/v1/servers/{id}/drain`: the worker finishes the jobs in hand, then stops.
+pub async fn drain(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    control(&state, &caller, &id, "drain").await
+}
+
+/// Asks worker `id` to take the state `action` names (202), and audits the request.
+async fn control(
+    state: &SharedState,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+) -> ApiResult<Response> {
+    if !state.store.request_worker_state(id, action).await? {
         return Err(ApiError::detail(
             ErrorCode::NotFound,
             "no running worker with that id",
         ));
     }
     audit(
-        &state,
-        &caller,
+        state,
+        caller,
         AuditEventType::AdminAction,
         Some(&caller.principal.subject),
         &format!("asked worker {id} to {action}"),
