@@ -21,8 +21,8 @@ pub enum SealError {
     UnknownKeyVersion(u32),
     #[error("sealed data does not open with its key and context")]
     Tampered,
-    #[error("the random source failed")]
-    Random,
+    #[error("the random source failed: {0}")]
+    Random(getrandom::Error),
     #[error("a seal key must be 32 bytes, version at least 1")]
     BadKey,
 }
@@ -73,7 +73,7 @@ impl SealKeys {
         let cipher =
             Aes256Gcm::new_from_slice(&self.keys[&version]).map_err(|_| SealError::BadKey)?;
         let mut nonce = [0u8; NONCE_BYTES];
-        getrandom::fill(&mut nonce).map_err(|_| SealError::Random)?;
+        getrandom::fill(&mut nonce).map_err(SealError::Random)?;
         let ciphertext = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),

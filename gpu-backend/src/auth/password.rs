@@ -83,7 +83,11 @@ impl PasswordHasher {
     /// A PHC-format Argon2id hash of `password` with a fresh random salt.
     pub fn hash(&self, password: &str) -> Result<String, argon2::password_hash::Error> {
         let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|_| argon2::password_hash::Error::Crypto)?;
+        getrandom::fill(&mut salt).map_err(|e| {
+            // The hash error cannot carry the cause, so it is logged here.
+            tracing::error!(error = %e, "the random source failed drawing a salt");
+            argon2::password_hash::Error::Crypto
+        })?;
         let salt = SaltString::encode_b64(&salt)?;
         Ok(self
             .argon2

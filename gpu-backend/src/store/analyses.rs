@@ -74,7 +74,7 @@ fn analysis_from_row(row: &AnyRow) -> StoreResult<AnalysisRecord> {
     let json = |text: Option<String>, what: &str| {
         text.map(|t| serde_json::from_str::<Value>(&t))
             .transpose()
-            .map_err(|_| corrupt(what))
+            .map_err(|e| corrupt(&format!("{what}: {e}")))
     };
     let options: String = row.try_get("options")?;
     let state: Option<String> = row.try_get("job_state")?;
@@ -89,7 +89,7 @@ fn analysis_from_row(row: &AnyRow) -> StoreResult<AnalysisRecord> {
         image_width: row.try_get("image_width")?,
         image_height: row.try_get("image_height")?,
         image_bytes: row.try_get("image_bytes")?,
-        options: serde_json::from_str(&options).map_err(|_| corrupt("options"))?,
+        options: serde_json::from_str(&options).map_err(|e| corrupt(&format!("options: {e}")))?,
         sealed_image: row.try_get("sealed_image")?,
         feedback: json(row.try_get("feedback")?, "feedback")?,
         feedback_at_ms: row.try_get("feedback_at_ms")?,

@@ -137,6 +137,9 @@ fn job_from_row(row: &AnyRow) -> StoreResult<JobRecord> {
     let payload: String = row.try_get("payload")?;
     let result: Option<String> = row.try_get("result")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("job {what}"));
+    let unreadable = |what: &'static str| {
+        move |e: serde_json::Error| StoreError::Corrupt(format!("job {what}: {e}"))
+    };
     Ok(JobRecord {
         seq: row.try_get("seq")?,
         id: row.try_get("id")?,
@@ -145,11 +148,11 @@ fn job_from_row(row: &AnyRow) -> StoreResult<JobRecord> {
         partition_key: row.try_get("partition_key")?,
         priority: row.try_get("priority")?,
         state: JobState::parse(&state).ok_or_else(|| corrupt("state"))?,
-        payload: serde_json::from_str(&payload).map_err(|_| corrupt("payload"))?,
+        payload: serde_json::from_str(&payload).map_err(unreadable("payload"))?,
         result: result
             .map(|r| serde_json::from_str(&r))
             .transpose()
-            .map_err(|_| corrupt("result"))?,
+            .map_err(unreadable("result"))?,
         error: row.try_get("error")?,
         attempts: row.try_get("attempts")?,
         max_attempts: row.try_get("max_attempts")?,
