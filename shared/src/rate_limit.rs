@@ -1,5 +1,10 @@
-//! GCRA rate limiting: one theoretical arrival time (TAT) per key, a pure decision function, and
-//! a compare-and-set store trait so every runtime (Durable Object, Spin KV, memory) shares the math.
+//! GCRA rate limiting: one theoretical arrival time (TAT) per key, a pure decision function
+//! ([`gcra`]), and one compare-and-set loop ([`check_async`]) over a store trait, so every runtime
+//! (Durable Object, Spin KV, memory) shares the math and the retry policy.
+//!
+//! The loop is async so that stores answering over the network can drive it; [`check`] runs the
+//! same loop over a synchronous [`GcraStore`] (memory), whose answers are ready at once, without
+//! an async runtime.
 //!
 //! A TAT is stored as microseconds since the unix epoch; callers pass time in milliseconds. The
 //! emission interval `T = period / limit` is rounded up to a whole microsecond, so rounding only
@@ -11,6 +16,9 @@
 //! at the end of one period plus the steady rate through the next.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 /// Compare-and-set attempts [`check`] makes before it gives up and refuses the request.
 pub const MAX_CAS_ATTEMPTS: usize = 4;
@@ -186,7 +194,7 @@ fn us_to_ms_ceil(us: u64) -> u64 {
     us.div_ceil(1000)
 }
 
-/// Storage of one TAT per key with an atomic compare-and-set; what each runtime implements.
+/// Storage of one TAT per key with an atomic compare-and-set, answering at once (memory).
 pub trait GcraStore {
     /// The TAT stored for `key`, if any. An expired TAT may still be returned: it is in the past,
     /// so GCRA treats it exactly like no TAT.
@@ -197,28 +205,52 @@ pub trait GcraStore {
     fn compare_and_set(&mut self, key: &str, expected: Option<u64>, new: u64, ttl_ms: u64) -> bool;
 }
 
+/// Storage of one TAT per key with an atomic compare-and-set that answers asynchronously (a
+/// Durable Object, Spin key-value), with the same contract as [`GcraStore`].
+///
+/// The futures carry no `Send` bound, so single-threaded runtimes (wasm) can implement it; a
+/// caller that needs `Send` futures gets them from a store whose futures are `Send`.
+pub trait AsyncGcraStore {
+    /// Why the store could not answer; the caller fails closed.
+    type Error;
+
+    /// The TAT stored for `key`, if any (see [`GcraStore::read`]).
+    fn read(&mut self, key: &str) -> impl Future<Output = Result<Option<u64>, Self::Error>>;
+
+    /// Stores `new` for `key` only if the stored value is still `expected`, and says whether it
+    /// did (see [`GcraStore::compare_and_set`]).
+    fn compare_and_set(
+        &mut self,
+        key: &str,
+        expected: Option<u64>,
+        new: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<bool, Self::Error>>;
+}
+
 /// Checks one request on `key` against `quota` at `now_ms`, retrying the compare-and-set up to
 /// [`MAX_CAS_ATTEMPTS`] times. If every attempt loses a race, the request is refused (fail
-/// closed) with a retry after one emission interval.
-pub fn check<S: GcraStore + ?Sized>(
+/// closed) with a retry after one emission interval. A store error ends the check with that
+/// error.
+pub async fn check_async<S: AsyncGcraStore + ?Sized>(
     store: &mut S,
     key: &str,
     quota: &Quota,
     now_ms: u64,
-) -> RateDecision {
+) -> Result<RateDecision, S::Error> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let stored = store.read(key);
+        let stored = store.read(key).await?;
         let (decision, new_tat) = gcra(stored, quota, now_ms);
         let Some(new_tat) = new_tat else {
-            return decision;
+            return Ok(decision);
         };
         let ttl_ms = us_to_ms_ceil(new_tat.saturating_sub(now_ms.saturating_mul(1000)));
-        if store.compare_and_set(key, stored, new_tat, ttl_ms) {
-            return decision;
+        if store.compare_and_set(key, stored, new_tat, ttl_ms).await? {
+            return Ok(decision);
         }
     }
     let retry = us_to_ms_ceil(quota.emission_interval_us()).max(1);
-    RateDecision {
+    Ok(RateDecision {
         allowed: false,
         limit: quota.limit,
         remaining: 0,
@@ -226,6 +258,43 @@ pub fn check<S: GcraStore + ?Sized>(
         retry_after_ms: Some(retry),
         window_ms: quota.period_ms,
         policy_name: String::new(),
+    })
+}
+
+/// [`check_async`] over a synchronous store: the same loop, run to completion on the spot.
+pub fn check<S: GcraStore + ?Sized>(
+    store: &mut S,
+    key: &str,
+    quota: &Quota,
+    now_ms: u64,
+) -> RateDecision {
+    let mut store = ReadyStore(store);
+    let checked = pin!(check_async(&mut store, key, quota, now_ms));
+    match checked.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(decision)) => decision,
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => unreachable!("a synchronous store never waits; this is a bug"),
+    }
+}
+
+/// A [`GcraStore`] seen as an [`AsyncGcraStore`] whose futures are ready at once.
+struct ReadyStore<'a, S: ?Sized>(&'a mut S);
+
+impl<S: GcraStore + ?Sized> AsyncGcraStore for ReadyStore<'_, S> {
+    type Error = Infallible;
+
+    fn read(&mut self, key: &str) -> impl Future<Output = Result<Option<u64>, Infallible>> {
+        std::future::ready(Ok(self.0.read(key)))
+    }
+
+    fn compare_and_set(
+        &mut self,
+        key: &str,
+        expected: Option<u64>,
+        new: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<bool, Infallible>> {
+        std::future::ready(Ok(self.0.compare_and_set(key, expected, new, ttl_ms)))
     }
 }
 
@@ -459,6 +528,103 @@ mod tests {
         assert!(!d.allowed);
         assert_eq!(d.retry_after_ms, Some(100));
         assert_eq!(store.attempts, MAX_CAS_ATTEMPTS);
+    }
+
+    /// An async store over a memory store whose every answer first waits once (returns
+    /// `Pending`), and which can fail.
+    struct SlowStore {
+        inner: MemoryGcraStore,
+        waits: usize,
+        broken: bool,
+    }
+
+    /// A future that is pending on its first poll and ready with `value` on the second.
+    struct AfterOneWait<T>(Option<T>, bool);
+
+    impl<T: Unpin> Future for AfterOneWait<T> {
+        type Output = T;
+
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+            if !self.1 {
+                self.1 = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(self.0.take().expect("polled after completion"))
+        }
+    }
+
+    impl AsyncGcraStore for SlowStore {
+        type Error = &'static str;
+
+        fn read(&mut self, key: &str) -> impl Future<Output = Result<Option<u64>, Self::Error>> {
+            self.waits += 1;
+            let answer = if self.broken {
+                Err("store unreachable")
+            } else {
+                Ok(self.inner.tats.get(key).copied())
+            };
+            AfterOneWait(Some(answer), false)
+        }
+
+        fn compare_and_set(
+            &mut self,
+            key: &str,
+            expected: Option<u64>,
+            new: u64,
+            ttl_ms: u64,
+        ) -> impl Future<Output = Result<bool, Self::Error>> {
+            self.waits += 1;
+            let done = GcraStore::compare_and_set(&mut self.inner, key, expected, new, ttl_ms);
+            AfterOneWait(Some(Ok(done)), false)
+        }
+    }
+
+    /// Polls `future` until it is ready, counting the polls.
+    fn run_to_end<F: Future>(future: F) -> (F::Output, usize) {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        for polls in 1.. {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return (output, polls);
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn the_async_loop_waits_for_its_store_and_decides_like_the_sync_one() {
+        let quota = Quota::new(3, 1_000);
+        let mut slow = SlowStore {
+            inner: MemoryGcraStore::new(),
+            waits: 0,
+            broken: false,
+        };
+        let mut memory = MemoryGcraStore::new();
+        for i in 0..5u64 {
+            let (decision, polls) = run_to_end(check_async(&mut slow, "k", &quota, i));
+            assert_eq!(
+                decision,
+                Ok(check(&mut memory, "k", &quota, i)),
+                "request {i}"
+            );
+            // A read and, when allowed, a compare-and-set: one wait each.
+            assert_eq!(polls, if i < 3 { 3 } else { 2 }, "request {i}");
+        }
+        assert_eq!(slow.waits, 3 * 2 + 2);
+        assert_eq!(slow.inner.tats, memory.tats);
+    }
+
+    #[test]
+    fn a_store_error_ends_the_async_check() {
+        let mut broken = SlowStore {
+            inner: MemoryGcraStore::new(),
+            waits: 0,
+            broken: true,
+        };
+        let (decision, _) = run_to_end(check_async(&mut broken, "k", &Quota::new(3, 1_000), 0));
+        assert_eq!(decision, Err("store unreachable"));
+        assert!(broken.inner.is_empty());
     }
 
     #[test]

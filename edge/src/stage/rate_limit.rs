@@ -1,44 +1,43 @@
 //! Stage 8: GCRA per route class (route, principal, IP, global) over an async
-//! [`RateStore`]; the math is [`shared::rate_limit::gcra`].
+//! [`RateStore`]; the math and the compare-and-set loop are [`shared::rate_limit::check_async`].
 
 use shared::ErrorCode;
-use shared::rate_limit::{MAX_CAS_ATTEMPTS, Quota, RateDecision, gcra, most_restrictive};
+use shared::rate_limit::{self, AsyncGcraStore, Quota, RateDecision, most_restrictive};
 use shared::route_policy::{Route, RoutePolicy};
 
 use super::Refusal;
 use crate::ports::{RateStore, StateError};
 
-/// One request on `key` against `quota` at `now_ms`, retrying the compare-and-set like
-/// [`shared::rate_limit::check`]; losing every race refuses (fail closed).
+/// One request on `key` against `quota` at `now_ms` ([`shared::rate_limit::check_async`] over
+/// the runtime's store); losing every race refuses (fail closed), a store error fails the request.
 pub async fn check<R: RateStore + ?Sized>(
     store: &R,
     key: &str,
     quota: &Quota,
     now_ms: u64,
 ) -> Result<RateDecision, StateError> {
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let stored = store.read(key).await?;
-        let (decision, new_tat) = gcra(stored, quota, now_ms);
-        let Some(new_tat) = new_tat else {
-            return Ok(decision);
-        };
-        let ttl_ms = new_tat
-            .saturating_sub(now_ms.saturating_mul(1000))
-            .div_ceil(1000);
-        if store.compare_and_set(key, stored, new_tat, ttl_ms).await? {
-            return Ok(decision);
-        }
+    rate_limit::check_async(&mut Tats(store), key, quota, now_ms).await
+}
+
+/// The runtime's [`RateStore`] as the store [`shared::rate_limit`]'s loop runs over.
+struct Tats<'a, R: ?Sized>(&'a R);
+
+impl<R: RateStore + ?Sized> AsyncGcraStore for Tats<'_, R> {
+    type Error = StateError;
+
+    fn read(&mut self, key: &str) -> impl Future<Output = Result<Option<u64>, StateError>> {
+        self.0.read(key)
     }
-    let retry = quota.emission_interval_us().div_ceil(1000).max(1);
-    Ok(RateDecision {
-        allowed: false,
-        limit: quota.limit,
-        remaining: 0,
-        reset_after_ms: retry,
-        retry_after_ms: Some(retry),
-        window_ms: quota.period_ms,
-        policy_name: String::new(),
-    })
+
+    fn compare_and_set(
+        &mut self,
+        key: &str,
+        expected: Option<u64>,
+        new: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<bool, StateError>> {
+        self.0.compare_and_set(key, expected, new, ttl_ms)
+    }
 }
 
 /// The decisions of every rate class of a route, checked in table order and stopping at the
