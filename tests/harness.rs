@@ -1,6 +1,6 @@
 //! Process plumbing shared by the runtime tests: build and start a real `h200 backend` on an
-//! ephemeral port with users of every role and an API key, find the pinned runtime tools, and
-//! turn a finished backend plus an edge URL into a [`Fixture`].
+//! ephemeral port with users of every role and an API key, and turn a finished backend plus an
+//! edge URL into a [`Fixture`].
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -62,26 +62,6 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// Where `.ci/run` installs the pinned runtime tools: `H200_TOOLS_DIR`, else
-/// `~/.cache/h200/tools`.
-pub fn tools_dir() -> PathBuf {
-    std::env::var_os("H200_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/h200/tools")
-        })
-}
-
-/// `path`, which must exist; otherwise the test fails saying how to get it.
-pub fn required(path: PathBuf, how: &str) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{} is missing; {how} (bash .ci/run does it)",
-        path.display()
-    );
-    path
 }
 
 /// Builds `h200` once and returns its path.
@@ -265,23 +245,4 @@ fn edge_key_parts(data: &Path) -> (String, Vec<u8>) {
 pub fn edge_key(data: &Path) -> MessageSigningKey {
     let (key_id, secret) = edge_key_parts(data);
     MessageSigningKey::new(key_id, secret).expect("valid key")
-}
-
-/// Runs every scenario against `fixture` and fails the test with the list of failures.
-pub fn run_scenarios(fixture: &Fixture) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let outcomes = runtime.block_on(crate::run_all(fixture));
-    let failures: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(name, outcome)| outcome.as_ref().err().map(|e| format!("{name}: {e}")))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "failed scenarios:\n{}",
-        failures.join("\n")
-    );
-    assert_eq!(outcomes.len(), crate::scenarios().len());
 }

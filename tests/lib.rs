@@ -1,10 +1,14 @@
-//! End-to-end scenarios over real HTTP. The scenario list is shared by every edge runtime: a
-//! runtime's test starts its edge and a backend, prepares a [`Fixture`] (users of every role, an
-//! API key, the edge key) and calls [`run_all`]. [`harness`] starts the backend and finds the
-//! tools, [`runtimes`] starts the wasm runtimes.
+//! End-to-end scenarios over real HTTP. The scenario list is shared by every edge runtime: each
+//! runtime's test target hands [`suite::main`] a way to start its edge in front of a backend, and
+//! every scenario becomes a named test (`cargo test NAME` runs one on each runtime). [`harness`]
+//! starts the backend, [`runtimes`] builds and starts the wasm runtimes, [`tools`] installs the
+//! pinned tools they need, [`shapes`] snapshots the public JSON shapes.
 
 pub mod harness;
 pub mod runtimes;
+pub mod shapes;
+pub mod suite;
+pub mod tools;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,7 +53,10 @@ pub type Steps<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
 
 /// One scenario: a name and its steps against the fixture.
 pub struct Scenario {
+    /// What the scenario shows, in words.
     pub name: &'static str,
+    /// The scenario function's name: the test's name on each runtime.
+    pub function: &'static str,
     pub run: for<'a> fn(&'a Caller) -> Steps<'a>,
     /// The scenario changes state every other scenario depends on (a revoked signing key, say),
     /// so it gets a system of its own instead of sharing one with the others.
@@ -68,26 +75,37 @@ pub struct Caller {
     logins: std::sync::atomic::AtomicUsize,
 }
 
-/// Each scenario's outcome, in list order.
-pub async fn run_all(fixture: &Fixture) -> Vec<(&'static str, Result<(), String>)> {
-    let mut outcomes = Vec::new();
-    for (index, scenario) in scenarios().into_iter().enumerate() {
-        let caller = Caller {
-            fixture: fixture.clone(),
+impl Caller {
+    /// A caller for the scenario at `index` of its list: its own client, and client addresses
+    /// no other scenario of the list uses.
+    pub fn new(fixture: Fixture, index: usize) -> Caller {
+        Caller {
+            fixture,
             client: reqwest::Client::new(),
             ip: format!("198.51.100.{}", index + 1),
             index,
             logins: std::sync::atomic::AtomicUsize::new(0),
-        };
-        outcomes.push((scenario.name, (scenario.run)(&caller).await));
+        }
     }
-    outcomes
+}
+
+impl Scenario {
+    /// Runs the steps against `fixture` as the scenario at `index` of its list.
+    pub fn run_against(&self, fixture: &Fixture, index: usize) -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let caller = Caller::new(fixture.clone(), index);
+        runtime.block_on((self.run)(&caller))
+    }
 }
 
 macro_rules! scenario {
     ($name:literal, $function:ident) => {
         Scenario {
             name: $name,
+            function: stringify!($function),
             run: |caller| Box::pin($function(caller)),
             isolated: false,
         }
@@ -95,6 +113,7 @@ macro_rules! scenario {
     (isolated $name:literal, $function:ident) => {
         Scenario {
             name: $name,
+            function: stringify!($function),
             run: |caller| Box::pin($function(caller)),
             isolated: true,
         }
@@ -105,16 +124,46 @@ macro_rules! scenario {
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         scenario!("login and use the token", login_and_use_token),
-        scenario!("api key", api_key),
+        scenario!(
+            "an API key works within its scope",
+            api_key_within_its_scope
+        ),
+        scenario!(
+            "an API key outside its scope is refused",
+            api_key_outside_its_scope_refused
+        ),
+        scenario!("an unknown API key is refused", unknown_api_key_refused),
         scenario!("permission boundaries of every role", permission_boundaries),
         scenario!("refresh and logout", refresh_and_logout),
-        scenario!("401 413 415 422 with their headers", refusal_statuses),
+        scenario!("401 without credentials", missing_credentials_refused),
+        scenario!("401 for a malformed token", malformed_token_refused),
+        scenario!("413 for an oversized body", oversized_body_refused),
+        scenario!(
+            "415 for an upload that is not multipart",
+            unsupported_media_type_refused
+        ),
+        scenario!(
+            "422 for an upload that is no image",
+            upload_that_is_no_image_refused
+        ),
+        scenario!("422 for no points", empty_points_refused),
         scenario!("429 with retry-after", rate_limited),
-        scenario!("cors allowed and refused", cors),
+        scenario!(
+            "cors preflight from an allowed origin",
+            cors_preflight_from_allowed_origin
+        ),
+        scenario!(
+            "cors preflight from another origin refused",
+            cors_preflight_from_other_origin_refused
+        ),
         scenario!("suspicious query refused", suspicious),
         scenario!(
-            "backend refuses unsigned and replayed",
-            backend_refuses_unsigned_and_replayed
+            "backend refuses unsigned requests",
+            backend_refuses_unsigned
+        ),
+        scenario!(
+            "backend refuses a replayed request",
+            backend_refuses_replayed
         ),
         scenario!("audit events reach the backend", audit_reaches_backend),
         scenario!("ip block and its expiry", ip_block_and_expiry),
@@ -355,13 +404,12 @@ async fn login_and_use_token(caller: &Caller) -> Outcome {
     })
 }
 
-async fn api_key(caller: &Caller) -> Outcome {
-    let key = caller.fixture.api_key.as_str();
+async fn api_key_within_its_scope(caller: &Caller) -> Outcome {
     let allowed = caller
         .send(
             caller
                 .edge(Method::GET, "/api/v1/clusters_summary")
-                .header("x-api-key", key),
+                .header("x-api-key", &caller.fixture.api_key),
         )
         .await?;
     check(!matches!(allowed.status.as_u16(), 401 | 403), || {
@@ -369,15 +417,21 @@ async fn api_key(caller: &Caller) -> Outcome {
             "API key on its own scope: {} {}",
             allowed.status, allowed.body
         )
-    })?;
+    })
+}
+
+async fn api_key_outside_its_scope_refused(caller: &Caller) -> Outcome {
     caller
         .send(
             caller
                 .edge(Method::GET, "/api/v1/admin/users")
-                .header("x-api-key", key),
+                .header("x-api-key", &caller.fixture.api_key),
         )
         .await?
-        .refused(403, "INSUFFICIENT_PERMISSIONS")?;
+        .refused(403, "INSUFFICIENT_PERMISSIONS")
+}
+
+async fn unknown_api_key_refused(caller: &Caller) -> Outcome {
     caller
         .send(
             caller
@@ -458,11 +512,14 @@ async fn refresh_and_logout(caller: &Caller) -> Outcome {
         .refused(401, "REVOKED_TOKEN")
 }
 
-async fn refusal_statuses(caller: &Caller) -> Outcome {
+async fn missing_credentials_refused(caller: &Caller) -> Outcome {
     caller
         .send(caller.edge(Method::GET, "/api/v1/rules"))
         .await?
-        .refused(401, "MISSING_CREDENTIALS")?;
+        .refused(401, "MISSING_CREDENTIALS")
+}
+
+async fn malformed_token_refused(caller: &Caller) -> Outcome {
     caller
         .send(
             caller
@@ -470,7 +527,10 @@ async fn refusal_statuses(caller: &Caller) -> Outcome {
                 .bearer_auth("not.a.token"),
         )
         .await?
-        .refused(401, "INVALID_TOKEN")?;
+        .refused(401, "INVALID_TOKEN")
+}
+
+async fn oversized_body_refused(caller: &Caller) -> Outcome {
     let manager = caller.token("manager").await?;
     let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(70_000));
     caller
@@ -482,7 +542,10 @@ async fn refusal_statuses(caller: &Caller) -> Outcome {
                 .body(huge),
         )
         .await?
-        .refused(413, "PAYLOAD_TOO_LARGE")?;
+        .refused(413, "PAYLOAD_TOO_LARGE")
+}
+
+async fn unsupported_media_type_refused(caller: &Caller) -> Outcome {
     let analyst = caller.token("analyst").await?;
     caller
         .send(
@@ -493,7 +556,11 @@ async fn refusal_statuses(caller: &Caller) -> Outcome {
                 .body("{}"),
         )
         .await?
-        .refused(415, "UNSUPPORTED_MEDIA_TYPE")?;
+        .refused(415, "UNSUPPORTED_MEDIA_TYPE")
+}
+
+async fn upload_that_is_no_image_refused(caller: &Caller) -> Outcome {
+    let analyst = caller.token("analyst").await?;
     let form = "--b1\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nnot an image\r\n--b1--\r\n";
     caller
         .send(
@@ -504,7 +571,10 @@ async fn refusal_statuses(caller: &Caller) -> Outcome {
                 .body(form),
         )
         .await?
-        .refused(422, "INVALID_IMAGE_FORMAT")?;
+        .refused(422, "INVALID_IMAGE_FORMAT")
+}
+
+async fn empty_points_refused(caller: &Caller) -> Outcome {
     let user = caller.token("user").await?;
     caller
         .send(
@@ -546,19 +616,21 @@ async fn rate_limited(caller: &Caller) -> Outcome {
     )
 }
 
-async fn cors(caller: &Caller) -> Outcome {
-    let preflight = |origin: &str| {
-        caller
-            .edge(Method::OPTIONS, "/api/v1/rules")
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .header(
-                "access-control-request-headers",
-                "authorization, content-type",
-            )
-    };
+/// A CORS preflight from `origin` for a POST with a token and a JSON body.
+fn preflight(caller: &Caller, origin: &str) -> reqwest::RequestBuilder {
+    caller
+        .edge(Method::OPTIONS, "/api/v1/rules")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+}
+
+async fn cors_preflight_from_allowed_origin(caller: &Caller) -> Outcome {
     let allowed = caller
-        .send(preflight(&caller.fixture.allowed_origin))
+        .send(preflight(caller, &caller.fixture.allowed_origin))
         .await?;
     check(allowed.status == StatusCode::NO_CONTENT, || {
         format!("allowed preflight: {}", allowed.status)
@@ -573,9 +645,12 @@ async fn cors(caller: &Caller) -> Outcome {
             )
         },
     )?;
-    allowed.hardened()?;
+    allowed.hardened()
+}
+
+async fn cors_preflight_from_other_origin_refused(caller: &Caller) -> Outcome {
     caller
-        .send(preflight("https://evil.example"))
+        .send(preflight(caller, "https://evil.example"))
         .await?
         .refused(403, "CORS_ORIGIN_DENIED")
 }
@@ -587,7 +662,7 @@ async fn suspicious(caller: &Caller) -> Outcome {
         .refused(400, "SUSPICIOUS_REQUEST")
 }
 
-async fn backend_refuses_unsigned_and_replayed(caller: &Caller) -> Outcome {
+async fn backend_refuses_unsigned(caller: &Caller) -> Outcome {
     let backend = &caller.fixture.backend_url;
     let unsigned = caller
         .send(caller.client.get(format!("{backend}/api/v1/admin/users")))
@@ -595,7 +670,11 @@ async fn backend_refuses_unsigned_and_replayed(caller: &Caller) -> Outcome {
     check(
         unsigned.status.as_u16() == 401 && unsigned.code() == "MISSING_SIGNATURE",
         || format!("unsigned: {} {}", unsigned.status, unsigned.body),
-    )?;
+    )
+}
+
+async fn backend_refuses_replayed(caller: &Caller) -> Outcome {
+    let backend = &caller.fixture.backend_url;
     let path = "/internal/v1/revocations";
     let query = "since_ms=0";
     let digest = content_digest(b"");

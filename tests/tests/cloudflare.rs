@@ -1,15 +1,19 @@
-//! The scenario list against the Cloudflare Worker: the artifact `worker-build` made
-//! (`main` of `wrangler.toml`), run by Miniflare (workerd) with the Durable Object, compatibility
-//! date and vars of `wrangler.toml`, in front of a real `h200 backend`. The client address comes
-//! from `CF-Connecting-IP`, the header Cloudflare sets.
+//! The scenario list against the Cloudflare Worker, one test per scenario (`cloudflare::NAME`):
+//! the artifact `worker-build` makes (`main` of `wrangler.toml`, built when missing or stale), run
+//! by Miniflare (workerd) with the Durable Object, compatibility date and vars of
+//! `wrangler.toml`, in front of a real `h200 backend`. The client address comes from
+//! `CF-Connecting-IP`, the header Cloudflare sets.
 
-use h200_e2e::harness::{ALLOWED_ORIGIN, BLOCK_SECS, Backend, run_scenarios, wait_healthy};
+use std::process::ExitCode;
+
+use h200_e2e::harness::{ALLOWED_ORIGIN, BLOCK_SECS, Backend, wait_healthy};
 use h200_e2e::runtimes::{START_LIMIT, gateway_worker, start_worker};
+use h200_e2e::scenarios;
+use h200_e2e::suite::{self, System};
 
-#[test]
-fn every_scenario_passes_against_the_cloudflare_worker() {
+fn start(label: &str) -> System {
     let script = gateway_worker();
-    let backend = Backend::start("cloudflare");
+    let backend = Backend::start(label);
     let worker = start_worker(
         &script,
         &[
@@ -21,5 +25,10 @@ fn every_scenario_passes_against_the_cloudflare_worker() {
         ],
     );
     wait_healthy(&worker.url, START_LIMIT);
-    run_scenarios(&backend.fixture(&worker.url, "cf-connecting-ip"));
+    let fixture = backend.fixture(&worker.url, "cf-connecting-ip");
+    System::new(backend, worker, fixture)
+}
+
+fn main() -> ExitCode {
+    suite::main("cloudflare", start, vec![scenarios()])
 }

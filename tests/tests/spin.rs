@@ -1,20 +1,23 @@
-//! The scenario list against the Spin component: the artifact of `cargo build --release --target
-//! wasm32-wasip2 -p h200-edge-spin`, composed with the test-only `spin-services` component
-//! (Spin key-value and variables, see `wit/gateway.wit`) and served by `wasmtime serve`, in
-//! front of a real `h200 backend`, with the variables of `spin.toml` and the test's values on
-//! top.
+//! The scenario list against the Spin component, one test per scenario (`spin::NAME`): the
+//! artifact of `cargo build --release --target wasm32-wasip2 -p h200-edge-spin` (built when
+//! missing or stale), composed with the test-only `spin-services` component (Spin key-value and
+//! variables, see `wit/gateway.wit`) and served by `wasmtime serve`, in front of a real `h200
+//! backend`, with the variables of `spin.toml` and the test's values on top.
 
-use h200_e2e::harness::{ALLOWED_ORIGIN, BLOCK_SECS, Backend, run_scenarios, wait_healthy};
+use std::process::ExitCode;
+
+use h200_e2e::harness::{ALLOWED_ORIGIN, BLOCK_SECS, Backend, wait_healthy};
 use h200_e2e::runtimes::{START_LIMIT, gateway_component, start_component};
+use h200_e2e::scenarios;
+use h200_e2e::suite::{self, System};
 
 /// The client address header the test sets: `wasmtime serve` does not set Spin's own
 /// `spin-client-addr`.
 const CLIENT_IP_HEADER: &str = "x-forwarded-for";
 
-#[test]
-fn every_scenario_passes_against_the_spin_component() {
+fn start(label: &str) -> System {
     let component = gateway_component();
-    let backend = Backend::start("spin");
+    let backend = Backend::start(label);
     let served = start_component(
         &component,
         &backend.data.join("spin"),
@@ -29,5 +32,10 @@ fn every_scenario_passes_against_the_spin_component() {
         ],
     );
     wait_healthy(&served.url, START_LIMIT);
-    run_scenarios(&backend.fixture(&served.url, CLIENT_IP_HEADER));
+    let fixture = backend.fixture(&served.url, CLIENT_IP_HEADER);
+    System::new(backend, served, fixture)
+}
+
+fn main() -> ExitCode {
+    suite::main("spin", start, vec![scenarios()])
 }
