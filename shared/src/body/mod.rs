@@ -24,10 +24,10 @@ pub use auth::{
     RefreshRequest,
 };
 pub use form::decode_form;
-pub use points::{AlgorithmParams, ProcessPointsRequest};
+pub use points::{AlgorithmOverrides, ProcessPointsRequest};
 pub use rules::{
     ActionKind, ConditionOperator, NaturalLanguageRuleRequest, RuleAction, RuleCondition,
-    RuleDefinition, RuleEvaluateRequest, RulePatch,
+    RuleDefinition, RuleEvaluateRequest, RulePatch, StoredRule,
 };
 
 use crate::problem::{ErrorCode, FieldError, Problem};

@@ -1,4 +1,5 @@
-//! The NeuroCluster Streamer body of `POST /api/v1/process_points`.
+//! The NeuroCluster Streamer body of `POST /api/v1/process_points`, with the parameter
+//! overrides it may carry and their [`ranges`] (those of NCS.md, which the algorithm enforces too).
 
 use super::{Validate, check_charset, check_range, check_some, refuse};
 use crate::problem::{ErrorCode, Problem};
@@ -34,28 +35,44 @@ pub struct ProcessPointsRequest {
     pub stream: Option<String>,
     /// Overrides of the clustering parameters for this batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm_params: Option<AlgorithmParams>,
+    pub algorithm_params: Option<AlgorithmOverrides>,
     /// How long the caller waits for the result, in milliseconds (1 000 to 300 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
 }
 
-/// Per-request overrides of the clustering parameters.
+/// Per-request overrides of the clustering parameters (`algorithm_params`), each within its
+/// range in [`ranges`]. The `ncs` job carries them as they were parsed, and a stream keeps the
+/// overrides it was created with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AlgorithmParams {
-    /// 0.1 to 0.95.
+pub struct AlgorithmOverrides {
+    /// [`ranges::BASE_THRESHOLD`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_threshold: Option<f64>,
-    /// 0.01 to 0.3.
+    /// [`ranges::LEARNING_RATE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning_rate: Option<f64>,
-    /// 5 to 1000.
+    /// [`ranges::MAX_CLUSTERS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_clusters: Option<u32>,
-    /// 0.1 to 0.9.
+    /// [`ranges::OUTLIER_THRESHOLD`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_threshold: Option<f64>,
+}
+
+/// The range NCS.md allows each overridable parameter, inclusive at both ends.
+pub mod ranges {
+    use std::ops::RangeInclusive;
+
+    /// `base_threshold`: the similarity a point needs before the adaptive threshold takes over.
+    pub const BASE_THRESHOLD: RangeInclusive<f64> = 0.1..=0.95;
+    /// `learning_rate`: the base step of a centroid update.
+    pub const LEARNING_RATE: RangeInclusive<f64> = 0.01..=0.3;
+    /// `max_clusters`: the most clusters a stream holds at once.
+    pub const MAX_CLUSTERS: RangeInclusive<u32> = 5..=1000;
+    /// `outlier_threshold`: the outlier score above which a point is an outlier.
+    pub const OUTLIER_THRESHOLD: RangeInclusive<f64> = 0.1..=0.9;
 }
 
 impl ProcessPointsRequest {
@@ -124,24 +141,43 @@ impl Validate for ProcessPointsRequest {
         check_some(self.timeout.as_ref(), |&timeout| {
             check_range("timeout", timeout, TIMEOUT_MS.0, TIMEOUT_MS.1)
         })?;
-        check_some(self.algorithm_params.as_ref(), AlgorithmParams::validate)
+        check_some(self.algorithm_params.as_ref(), AlgorithmOverrides::validate)
     }
 }
 
-impl Validate for AlgorithmParams {
+impl Validate for AlgorithmOverrides {
     fn validate(&self) -> Result<(), Problem> {
         let ranges = [
-            ("base_threshold", self.base_threshold, 0.1, 0.95),
-            ("learning_rate", self.learning_rate, 0.01, 0.3),
-            ("outlier_threshold", self.outlier_threshold, 0.1, 0.9),
+            (
+                "base_threshold",
+                self.base_threshold,
+                ranges::BASE_THRESHOLD,
+            ),
+            ("learning_rate", self.learning_rate, ranges::LEARNING_RATE),
+            (
+                "outlier_threshold",
+                self.outlier_threshold,
+                ranges::OUTLIER_THRESHOLD,
+            ),
         ];
-        for (name, value, min, max) in ranges {
+        for (name, value, range) in ranges {
             check_some(value.as_ref(), |&v| {
-                check_range(&format!("algorithm_params.{name}"), v, min, max)
+                check_range(
+                    &format!("algorithm_params.{name}"),
+                    v,
+                    *range.start(),
+                    *range.end(),
+                )
             })?;
         }
+        let clusters = ranges::MAX_CLUSTERS;
         check_some(self.max_clusters.as_ref(), |&v| {
-            check_range("algorithm_params.max_clusters", v, 5, 1000)
+            check_range(
+                "algorithm_params.max_clusters",
+                v,
+                *clusters.start(),
+                *clusters.end(),
+            )
         })
     }
 }
@@ -436,9 +472,9 @@ mod tests {
             (unknown.code, unknown.errors[0].field.as_str()),
             (ErrorCode::UnknownField, "algorithm_params.momentum")
         );
-        let nan = AlgorithmParams {
+        let nan = AlgorithmOverrides {
             learning_rate: Some(f64::NAN),
-            ..AlgorithmParams::default()
+            ..AlgorithmOverrides::default()
         };
         assert_eq!(
             nan.validate().unwrap_err().errors[0].field,

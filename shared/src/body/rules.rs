@@ -1,4 +1,6 @@
-//! Bodies of the placement-rule routes: definitions, patches, evaluation and natural language.
+//! Bodies of the placement-rule routes: definitions, patches, evaluation and natural language;
+//! and [`StoredRule`], a definition under the id it is stored with, as the store, the rules engine
+//! and the `analysis` job all hold it.
 
 use super::{
     Validate, check_charset, check_length, check_line, check_range, check_some, invalid,
@@ -59,6 +61,17 @@ pub struct RuleDefinition {
     /// The rules context it belongs to: 1 to 100 characters of `[A-Za-z0-9_\- ]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+}
+
+/// A rule with the id it is stored under: what the store hands the rules engine, and what an
+/// `analysis` job carries (`{"id": …, "rule": {…}}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredRule {
+    /// The rule's id.
+    pub id: String,
+    /// The rule itself.
+    pub rule: RuleDefinition,
 }
 
 fn default_priority() -> i32 {
@@ -480,6 +493,21 @@ mod tests {
 
     fn check(value: &Value) -> Result<RuleDefinition, Problem> {
         parse_valid::<RuleDefinition>(&serde_json::to_vec(value).unwrap())
+    }
+
+    #[test]
+    fn a_stored_rule_is_its_id_beside_its_definition() {
+        let stored = StoredRule {
+            id: "rule-1".into(),
+            rule: check(&rule()).unwrap(),
+        };
+        let json = serde_json::to_value(&stored).unwrap();
+        assert_eq!(json["id"], "rule-1");
+        assert_eq!(json["rule"]["name"], "Mug near keyboard");
+        assert_eq!(json.as_object().unwrap().len(), 2);
+        assert_eq!(serde_json::from_value::<StoredRule>(json).unwrap(), stored);
+        let extra = json!({"id": "rule-1", "rule": rule(), "owner": "ana"});
+        assert!(serde_json::from_value::<StoredRule>(extra).is_err());
     }
 
     fn refusal(value: &Value) -> (ErrorCode, String) {
