@@ -127,8 +127,8 @@ pub enum BenchCommand {
     /// Queue throughput (enqueue, claim, end to end) against a naive FOR UPDATE queue.
     Queue {
         /// Database to measure (use a scratch one): `postgres://…` or `sqlite:…`.
-        #[arg(long, env = "H200_BENCH_DATABASE_URL")]
-        database_url: String,
+        #[arg(long, env = "H200_BENCH_DATABASE_URL", hide_env_values = true)]
+        database_url: DatabaseUrl,
         /// Jobs per phase.
         #[arg(long, env = "H200_BENCH_JOBS", default_value_t = 20_000)]
         jobs: usize,
@@ -235,7 +235,7 @@ pub enum UserCommand {
         store: StoreArgs,
         /// Seal keys as `version:base64` pairs (default: the key file in the data folder).
         #[arg(long, env = "H200_SEAL_KEYS", hide_env_values = true)]
-        seal_keys: Option<String>,
+        seal_keys: Option<Secret>,
     },
 }
 
@@ -292,14 +292,15 @@ pub struct StoreArgs {
     /// Database URL: `sqlite:…` or `postgres://…`. Default: `h200.db` in the data folder.
     /// `DATABASE_URL` is read when this is not set.
     #[arg(long, env = "H200_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
 }
 
 impl StoreArgs {
     /// The database URL in force: the flag, then `DATABASE_URL`, then SQLite in the data folder.
     pub fn url(&self) -> String {
         self.database_url
-            .clone()
+            .as_ref()
+            .map(|url| url.0.clone())
             .or_else(|| std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()))
             .unwrap_or_else(|| gpu_backend::store::default_sqlite_url(&self.data_dir))
     }
@@ -362,5 +363,114 @@ impl BackendArgs {
             edge_keys: self.edge_signing_keys.clone(),
             seal_keys: self.seal_keys.clone(),
         }
+    }
+}
+
+/// A database URL from the command line or the environment; `Debug` hides its password.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&gpu_backend::config::redact_url(&self.0))
+    }
+}
+
+/// A secret from the command line or the environment (key material); `Debug` never prints it.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn printed(args: &[&str]) -> String {
+        format!(
+            "{:?}",
+            Cli::try_parse_from(args).expect("the arguments parse")
+        )
+    }
+
+    #[test]
+    fn debug_never_prints_a_database_password_or_a_key() {
+        let cases = [
+            printed(&[
+                "h200",
+                "user",
+                "add",
+                "ana",
+                "--role",
+                "viewer",
+                "--database-url",
+                "postgres://app:s3cret-pw@db.internal/h200",
+                "--seal-keys",
+                "1:c2VhbC1rZXktbWF0ZXJpYWw=",
+            ]),
+            printed(&[
+                "h200",
+                "worker",
+                "--database-url",
+                "postgres://app:s3cret-pw@db.internal/h200",
+            ]),
+            printed(&[
+                "h200",
+                "bench",
+                "queue",
+                "--database-url",
+                "postgres://app:s3cret-pw@db.internal/h200",
+            ]),
+            printed(&[
+                "h200",
+                "backend",
+                "--database-url",
+                "postgres://app:s3cret-pw@db.internal/h200",
+                "--seal-keys",
+                "1:c2VhbC1rZXktbWF0ZXJpYWw=",
+                "--edge-signing-keys",
+                "edge-1:c2VhbC1rZXktbWF0ZXJpYWw=",
+            ]),
+        ];
+        for text in cases {
+            assert!(!text.contains("s3cret-pw"), "{text}");
+            assert!(!text.contains("c2VhbC1rZXktbWF0ZXJpYWw"), "{text}");
+        }
+        let user = printed(&[
+            "h200",
+            "user",
+            "add",
+            "ana",
+            "--role",
+            "viewer",
+            "--database-url",
+            "postgres://app:s3cret-pw@db.internal/h200",
+        ]);
+        assert!(
+            user.contains("postgres://app:***@db.internal/h200"),
+            "{user}"
+        );
     }
 }

@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 batch,
                 naive_jobs,
             };
-            bench::queue(&database_url, bench).await
+            bench::queue(&database_url.0, bench).await
         }
         Command::Bench(BenchCommand::Edge {
             requests,

@@ -21,7 +21,10 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             email,
             store,
             seal_keys,
-        } => add_user(&name, &roles, email.as_deref(), &store, seal_keys).await,
+        } => {
+            let seal_keys = seal_keys.map(|keys| keys.0);
+            add_user(&name, &roles, email.as_deref(), &store, seal_keys).await
+        }
     }
 }
 
