@@ -9,7 +9,7 @@ use shared::audit::{AuditBatch, AuditEvent, MAX_BATCH_EVENTS};
 use shared::signing::MessageSigningKey;
 
 use crate::config::{EdgeConfig, WebhookConfig};
-use crate::pipeline::AUDIT_PATH;
+use crate::backend_sync::AUDIT_PATH;
 use crate::ports::{AuditSink, Entropy, Upstream, UpstreamRequest};
 use crate::stage::audit::{WEBHOOK_SIGNATURE_HEADER, webhook_signature};
 use crate::stage::sign::{self, Outbound};

@@ -8,9 +8,13 @@
 //! - [`message`]: the runtime-neutral request and response.
 //! - [`config`]: the one typed [`config::EdgeConfig`] every adapter hands the pipeline.
 //! - [`stage`]: one module per pipeline stage (request id, response headers, CORS, intrusion
-//!   check, authentication, authorization, rate limit, body validation, signing, audit); each
-//!   enforces a policy of [`shared`] and never re-implements it.
+//!   check and its counters, authentication, authorization, rate limit, body validation,
+//!   signing, audit); each enforces a policy of [`shared`] and never re-implements it.
 //! - [`pipeline`]: the stages in order, from a request to a response.
+//! - [`backend_sync`]: the edge's own calls to the backend (JWKS, revocation feed, API-key
+//!   grants) and how their answers land in the edge state.
+//! - [`upkeep`]: the one schedule of background upkeep (revocation sync, JWKS refresh, pruning)
+//!   that every runtime drives and none re-states.
 //! - [`settings`]: the named settings of the wasm runtimes (Cloudflare vars, Spin variables)
 //!   turned into that config.
 //! - [`fanout`]: audit delivery (signed ingest batches, the signed webhook) and the buffer the
@@ -23,6 +27,7 @@
 //! The runtime adapters are crates of their own beside this one: `edge/native` (axum, for local
 //! runs, tests and containers), `edge/worker` (Cloudflare Workers) and `edge/spin` (Spin).
 
+pub mod backend_sync;
 pub mod config;
 pub mod fanout;
 pub mod memory;
@@ -32,6 +37,7 @@ pub mod ports;
 pub mod settings;
 pub mod stage;
 pub mod token_cache;
+pub mod upkeep;
 
 #[cfg(test)]
 mod testing;

@@ -1,6 +1,7 @@
-//! In-process state for one edge instance: rate buckets, deny-list, IP blocks, event counters and
-//! the JWKS and API-key caches. Used by the native server (and usable by a single wasm isolate);
-//! the Cloudflare and Spin adapters keep the same data in a Durable Object and Spin key-value.
+//! In-process state for one edge instance: rate buckets, deny-list, IP blocks, event counters,
+//! the JWKS and API-key caches and the upkeep times. Used by the native server (and for what one
+//! Worker isolate keeps to itself); the Cloudflare and Spin adapters keep the shared data in a
+//! Durable Object and Spin key-value.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,7 +10,7 @@ use shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant};
 use shared::rate_limit::{GcraStore, MemoryGcraStore};
 use shared::token::KeySet;
 
-use crate::ports::{EdgeState, GrantLookup, RateStore, StateError};
+use crate::ports::{EdgeState, GrantLookup, RateStore, StateError, UpkeepTask};
 
 /// Most events one counter key remembers; a count never needs more than the largest threshold.
 const MAX_EVENTS_PER_KEY: usize = 64;
@@ -57,12 +58,23 @@ impl RateStore for MemoryRateStore {
     ) -> Result<bool, StateError> {
         Ok(lock(&self.buckets).compare_and_set(key, expected, new, ttl_ms))
     }
+
+    async fn prune(&self, now_ms: u64) -> Result<usize, StateError> {
+        Ok(MemoryRateStore::prune(self, now_ms))
+    }
+}
+
+/// A deny-list entry: tokens issued before `cutoff_ms` are refused until `expires_at_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Denial {
+    cutoff_ms: u64,
+    expires_at_ms: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Token id → expiry (ms) of denied tokens.
-    denied: HashMap<String, u64>,
+    /// Deny-list key (`jti:…`, `kid:…`, `sub:…`) → its entry.
+    denied: HashMap<String, Denial>,
     revocation_cursor: u64,
     /// Address → end of its block (ms).
     blocks: HashMap<String, u64>,
@@ -70,6 +82,8 @@ struct Inner {
     events: HashMap<String, VecDeque<u64>>,
     api_keys: ApiKeyCache,
     key_set: Option<Arc<KeySet>>,
+    /// When each upkeep task last ran (ms).
+    upkeep: HashMap<UpkeepTask, u64>,
 }
 
 /// Every other piece of edge state, in memory.
@@ -80,15 +94,19 @@ pub struct MemoryState {
 
 impl MemoryState {
     /// Drops expired deny-list entries and blocks, and counters with no event in the last
-    /// `max_window_ms`.
-    pub fn prune(&self, now_ms: u64, max_window_ms: u64) {
+    /// `max_window_ms`; returns how many entries went.
+    pub fn prune(&self, now_ms: u64, max_window_ms: u64) -> usize {
         let mut inner = lock(&self.inner);
-        inner.denied.retain(|_, expires| *expires > now_ms);
+        let before = inner.denied.len() + inner.blocks.len() + inner.events.len();
+        inner
+            .denied
+            .retain(|_, denial| denial.expires_at_ms > now_ms);
         inner.blocks.retain(|_, until| *until > now_ms);
         let horizon = now_ms.saturating_sub(max_window_ms);
         inner
             .events
             .retain(|_, times| times.back().is_some_and(|last| *last > horizon));
+        before - (inner.denied.len() + inner.blocks.len() + inner.events.len())
     }
 
     /// How many token ids are on the deny-list.
@@ -98,17 +116,26 @@ impl MemoryState {
 }
 
 impl EdgeState for MemoryState {
-    async fn is_denied(&self, token_id: &str, now_ms: u64) -> Result<bool, StateError> {
-        Ok(lock(&self.inner)
-            .denied
-            .get(token_id)
-            .is_some_and(|expires| *expires > now_ms))
+    async fn denials(&self, keys: &[String], now_ms: u64) -> Result<Vec<Option<u64>>, StateError> {
+        let inner = lock(&self.inner);
+        Ok(keys
+            .iter()
+            .map(|key| {
+                inner
+                    .denied
+                    .get(key)
+                    .filter(|denial| denial.expires_at_ms > now_ms)
+                    .map(|denial| denial.cutoff_ms)
+            })
+            .collect())
     }
 
-    async fn deny(&self, token_id: &str, expires_at_ms: u64) -> Result<(), StateError> {
-        lock(&self.inner)
-            .denied
-            .insert(token_id.to_owned(), expires_at_ms);
+    async fn deny(&self, key: &str, cutoff_ms: u64, expires_at_ms: u64) -> Result<(), StateError> {
+        let denial = Denial {
+            cutoff_ms,
+            expires_at_ms,
+        };
+        lock(&self.inner).denied.insert(key.to_owned(), denial);
         Ok(())
     }
 
@@ -179,6 +206,19 @@ impl EdgeState for MemoryState {
         lock(&self.inner).key_set = Some(keys);
         Ok(())
     }
+
+    async fn last_upkeep(&self, task: UpkeepTask) -> Result<u64, StateError> {
+        Ok(lock(&self.inner).upkeep.get(&task).copied().unwrap_or(0))
+    }
+
+    async fn record_upkeep(&self, task: UpkeepTask, at_ms: u64) -> Result<(), StateError> {
+        lock(&self.inner).upkeep.insert(task, at_ms);
+        Ok(())
+    }
+
+    async fn prune(&self, now_ms: u64, max_window_ms: u64) -> Result<usize, StateError> {
+        Ok(MemoryState::prune(self, now_ms, max_window_ms))
+    }
 }
 
 #[cfg(test)]
@@ -204,10 +244,16 @@ mod tests {
         block_on(state.block("ip", 5_000)).expect("memory works");
         assert_eq!(block_on(state.blocked_until("ip", 4_999)), Ok(Some(5_000)));
         assert_eq!(block_on(state.blocked_until("ip", 5_000)), Ok(None));
-        block_on(state.deny("jti", 5_000)).expect("memory works");
-        assert_eq!(block_on(state.is_denied("jti", 4_000)), Ok(true));
-        state.prune(6_000, 1_000);
+        let keys = ["jti:j".to_owned(), "sub:u".to_owned()];
+        block_on(state.deny("jti:j", u64::MAX, 5_000)).expect("memory works");
+        block_on(state.deny("sub:u", 1_500, 5_000)).expect("memory works");
+        assert_eq!(
+            block_on(state.denials(&keys, 4_000)),
+            Ok(vec![Some(u64::MAX), Some(1_500)])
+        );
+        assert_eq!(block_on(state.denials(&keys, 5_000)), Ok(vec![None, None]));
+        assert_eq!(state.prune(6_000, 1_000), 3, "two denials and the block");
         assert_eq!(state.denied_len(), 0);
-        assert_eq!(block_on(state.is_denied("jti", 4_000)), Ok(false));
+        assert_eq!(block_on(state.denials(&keys, 4_000)), Ok(vec![None, None]));
     }
 }

@@ -1,64 +1,39 @@
 //! The stages in order: request id → security headers → CORS → intrusion check → authenticate
 //! → deny-list → authorize → rate limit → validate → sign → forward → audit. Platform-free: the
-//! runtime comes in through [`crate::ports`].
+//! runtime comes in through [`crate::ports`]; the backend's own routes through
+//! [`crate::backend_sync`].
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use shared::ErrorCode;
-use shared::api_key::{ApiKeyDigest, ApiKeyGrant};
-use shared::audit::AuditEventType;
+use shared::api_key::ApiKeyGrant;
 use shared::headers::REQUEST_ID_HEADER;
 use shared::permissions::{Principal, PrincipalKind};
 use shared::rate_limit::RateDecision;
+use shared::revocation::{RevocationKind, TokenFacts};
 use shared::route_policy::{Auth, Resolution, Route};
 use shared::token::{KeySet, TokenError, VerifiedToken};
 
+use crate::backend_sync::{self, BackendSync, SyncError};
 use crate::config::EdgeConfig;
 use crate::message::{EdgeRequest, EdgeResponse};
 use crate::ports::{
     AuditSink, BodySource, Clock, EdgeState, Entropy, GrantLookup, RateStore, StateError, Upstream,
-    UpstreamError, UpstreamResponse,
+    UpstreamError,
 };
-use crate::stage::audit::{Observed, event, refusal_event};
+use crate::stage::audit::{Observed, refusal_event};
 use crate::stage::authenticate::{self, Credentials};
+use crate::stage::intrusion::IntrusionWatch;
 use crate::stage::sign::{self, Outbound};
-use crate::stage::{
-    Refusal, authorize, cors, intrusion, rate_limit, request_id, respond, validate,
-};
+use crate::stage::{Refusal, authorize, cors, rate_limit, request_id, respond, validate};
 use crate::token_cache::VerifiedTokenCache;
 
 /// The login route, whose 401 answers count as failed logins.
 pub const LOGIN_PATH: &str = "/auth/login";
 /// The metrics route, whose answer gets the edge's own counters appended.
 pub const METRICS_PATH: &str = "/metrics";
-/// Where the backend publishes its token keys.
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-/// The deny-list feed.
-pub const REVOCATIONS_PATH: &str = "/internal/v1/revocations";
-/// API-key grants by digest.
-pub const API_KEYS_PATH: &str = "/internal/v1/api-keys/";
-/// The audit ingest.
-pub const AUDIT_PATH: &str = "/internal/v1/audit";
 /// The rate-limit bucket of JWKS refetches.
 const JWKS_REFETCH_KEY: &str = "edge:jwks-refetch";
-/// Most pages one revocation sync reads.
-const MAX_REVOCATION_PAGES: usize = 20;
-
-/// Why a background call of the edge (revocation sync, JWKS refresh) failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    #[error("the backend answered {0}")]
-    Status(u16),
-    #[error("the backend's answer is malformed")]
-    Malformed,
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("the request could not be signed")]
-    Signing,
-}
 
 /// What one request has revealed so far, for the response and the audit events.
 #[derive(Debug, Default)]
@@ -152,6 +127,49 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         &self.verified_tokens
     }
 
+    /// The client of the backend's routes for the edge itself.
+    pub fn backend(&self) -> BackendSync<'_, U> {
+        BackendSync {
+            upstream: &self.upstream,
+            signing_key: &self.config.signing_key,
+            clock: self.clock(),
+            entropy: self.entropy(),
+        }
+    }
+
+    /// The intrusion counters and blocks over this pipeline's state.
+    fn intrusion(&self) -> IntrusionWatch<'_, S> {
+        IntrusionWatch {
+            state: &self.state,
+            policy: &self.config.intrusion,
+            audit: self.audit(),
+            entropy: self.entropy(),
+        }
+    }
+
+    /// Fetches the backend's JWKS and replaces the cached key set.
+    pub async fn refresh_keys(&self) -> Result<Arc<KeySet>, SyncError> {
+        backend_sync::refresh_keys(&self.backend(), &self.state).await
+    }
+
+    /// Pulls the backend's revocation feed into the deny-list; returns how many entries came.
+    pub async fn sync_revocations(&self) -> Result<usize, SyncError> {
+        backend_sync::sync_revocations(&self.backend(), &self.state).await
+    }
+
+    /// Drops expired rate buckets, deny-list entries, blocks and idle counters; returns how many
+    /// entries went.
+    pub async fn prune(&self) -> Result<usize, StateError> {
+        let now_ms = self.clock.now_ms();
+        let intrusion = &self.config.intrusion;
+        let window = intrusion
+            .failed_login_window_ms
+            .max(intrusion.violation_window_ms)
+            .max(intrusion.tool_note_window_ms);
+        let buckets = self.rates.prune(now_ms).await?;
+        Ok(buckets + self.state.prune(now_ms, window).await?)
+    }
+
     /// Answers one request. Never fails: every refusal is a problem+json response with its
     /// code, audited; every response carries the security headers and the request id.
     pub async fn handle<B: BodySource>(&self, request: EdgeRequest, mut body: B) -> EdgeResponse {
@@ -193,7 +211,13 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             return cors::preflight(&self.config.cors, request);
         }
         let now_ms = self.clock.now_ms();
-        self.check_intrusion(request, exchange, now_ms).await?;
+        self.intrusion()
+            .check(
+                &exchange.observed(request),
+                request.query.as_deref(),
+                now_ms,
+            )
+            .await?;
         let route = match self.config.routes.resolve(&request.method, &request.path) {
             Resolution::Found(found) => found.route,
             Resolution::MethodNotAllowed { allowed } => {
@@ -220,7 +244,9 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         .map_err(unavailable)?;
         exchange.rate = rate.reported().cloned();
         if let Some(refusal) = rate.refusal() {
-            self.note_rate_violation(request, exchange, now_ms).await;
+            self.intrusion()
+                .note_rate_violation(&exchange.observed(request), now_ms)
+                .await;
             return Err(refusal);
         }
 
@@ -249,54 +275,17 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         )?;
         let upstream = self.upstream.send(signed).await.map_err(upstream_refusal)?;
         let mut response = respond::from_upstream(upstream);
-        self.after_response(request, route, &response, exchange)
-            .await;
+        if route.path == LOGIN_PATH && response.status == 401 {
+            self.intrusion()
+                .note_failed_login(&exchange.observed(request), self.clock.now_ms())
+                .await;
+        }
         if route.path == METRICS_PATH && response.status == 200 {
             response
                 .body
                 .extend_from_slice(self.metrics_text().as_bytes());
         }
         Ok(response)
-    }
-
-    /// Blocked addresses, attack patterns, and a note of tool user agents.
-    async fn check_intrusion(
-        &self,
-        request: &EdgeRequest,
-        exchange: &Exchange,
-        now_ms: u64,
-    ) -> Result<(), Refusal> {
-        let ip = &request.client_ip;
-        if let Some(until) = self
-            .state
-            .blocked_until(ip, now_ms)
-            .await
-            .map_err(unavailable)?
-        {
-            let retry_secs = until.saturating_sub(now_ms).div_ceil(1000).max(1);
-            return Err(Refusal::new(ErrorCode::IpBlocked)
-                .with_header("Retry-After", retry_secs.to_string()));
-        }
-        if let Some(family) = intrusion::find_attack(&request.path, request.query.as_deref()) {
-            return Err(Refusal::new(ErrorCode::SuspiciousRequest).with_detail(family));
-        }
-        if let Some(tool) = request.header("user-agent").and_then(intrusion::tool_agent) {
-            let window = self.config.intrusion.tool_note_window_ms;
-            let key = format!("tool-agent:{ip}");
-            if let Ok(1) = self.state.count_event(&key, window, now_ms).await {
-                let detail = format!("tool user agent {tool}");
-                self.audit.emit(event(
-                    AuditEventType::SuspiciousActivity,
-                    &exchange.observed(request),
-                    None,
-                    None,
-                    &detail,
-                    now_ms,
-                    self.entropy(),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The principal of the request: anonymous on public routes (credentials are not looked
@@ -315,14 +304,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             Credentials::None => Ok(authenticate::anonymous(ip)),
             Credentials::Bearer(token) => {
                 let verified = self.verify_bearer(token, now_ms).await?;
-                let denied = self
-                    .state
-                    .is_denied(&verified.jwt_id, now_ms)
-                    .await
-                    .map_err(unavailable)?;
-                if denied {
-                    return Err(Refusal::new(ErrorCode::RevokedToken));
-                }
+                self.check_deny_list(&verified, now_ms).await?;
                 Ok(authenticate::user_principal(
                     &verified,
                     &self.config.roles,
@@ -340,7 +322,11 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
                 let grant = match lookup {
                     GrantLookup::Fresh(grant) => grant,
                     GrantLookup::Refetch => {
-                        let grant = self.fetch_grant(&digest).await?;
+                        let grant: Option<ApiKeyGrant> =
+                            self.backend().fetch_grant(&digest).await.map_err(|e| {
+                                Refusal::new(ErrorCode::UpstreamUnavailable)
+                                    .with_detail(format!("API key lookup: {e}"))
+                            })?;
                         self.state
                             .remember_api_key(digest, grant.clone(), now_secs)
                             .await
@@ -353,9 +339,30 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         }
     }
 
+    /// Refuses a token the deny-list names: by its `jti`, by the key that signed it, or by its
+    /// subject when it was issued before the subject's cut-off.
+    async fn check_deny_list(&self, token: &VerifiedToken, now_ms: u64) -> Result<(), Refusal> {
+        let facts = TokenFacts {
+            token_id: &token.jwt_id,
+            key_id: &token.kid,
+            subject: &token.subject,
+            issued_at_secs: token.issued_at,
+        };
+        let cutoffs = self
+            .state
+            .denials(&facts.deny_keys(), now_ms)
+            .await
+            .map_err(unavailable)?;
+        match facts.refusal(&cutoffs) {
+            Some(code) => Err(Refusal::new(code)),
+            None => Ok(()),
+        }
+    }
+
     /// Verifies a Bearer token against the cached JWKS; an unknown `kid` (or no cache yet)
     /// refetches the JWKS once, at most as often as the configured quota allows. A token that
     /// verified against the same key set before skips the signature check, not the time checks.
+    /// A `kid` the deny-list names is refused as revoked without a refetch.
     async fn verify_bearer(&self, token: &str, now_ms: u64) -> Result<VerifiedToken, Refusal> {
         let policy = &self.config.token_policy;
         let now_secs = now_ms / 1000;
@@ -365,7 +372,9 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
                 return Ok(verified);
             }
             match authenticate::verify_token(keys, policy, token, now_secs) {
-                Err(TokenError::UnknownKeyId(_)) => {}
+                Err(TokenError::UnknownKeyId(kid)) => {
+                    self.check_key_not_revoked(&kid, now_ms).await?
+                }
                 Ok(verified) => {
                     self.verified_tokens
                         .insert(keys, token, &verified, now_secs);
@@ -402,175 +411,25 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         Ok(verified)
     }
 
-    /// Fetches the backend's JWKS and replaces the cached key set.
-    pub async fn refresh_keys(&self) -> Result<Arc<KeySet>, SyncError> {
-        let response = self.internal_get(JWKS_PATH, None).await?;
-        if response.status != 200 {
-            return Err(SyncError::Status(response.status));
+    /// Refuses with `REVOKED_KEY` when the deny-list names the signing key `kid`.
+    async fn check_key_not_revoked(&self, kid: &str, now_ms: u64) -> Result<(), Refusal> {
+        if kid.is_empty() {
+            return Ok(());
         }
-        let text = std::str::from_utf8(&response.body).map_err(|_| SyncError::Malformed)?;
-        let keys = Arc::new(KeySet::from_jwks_json(text).map_err(|_| SyncError::Malformed)?);
-        self.state.replace_key_set(keys.clone()).await?;
-        Ok(keys)
-    }
-
-    /// Reads the backend's deny-list feed from the stored cursor on and adds every entry to the
-    /// local deny-list; returns how many entries it added. Adapters call it every few seconds.
-    pub async fn sync_revocations(&self) -> Result<usize, SyncError> {
-        #[derive(Deserialize)]
-        struct Entry {
-            jti: String,
-            expires_at_ms: i64,
-            revoked_at_ms: i64,
+        let key = shared::revocation::RevokedTarget {
+            kind: RevocationKind::SigningKey,
+            id: kid.to_owned(),
         }
-        #[derive(Deserialize)]
-        struct Feed {
-            revoked: Vec<Entry>,
-        }
-        let mut added = 0;
-        for _ in 0..MAX_REVOCATION_PAGES {
-            let cursor = self.state.revocation_cursor().await?;
-            let query = format!("since_ms={cursor}");
-            let response = self.internal_get(REVOCATIONS_PATH, Some(&query)).await?;
-            if response.status != 200 {
-                return Err(SyncError::Status(response.status));
-            }
-            let feed: Feed =
-                serde_json::from_slice(&response.body).map_err(|_| SyncError::Malformed)?;
-            let mut next = cursor;
-            for entry in &feed.revoked {
-                let expires = u64::try_from(entry.expires_at_ms).unwrap_or(0);
-                self.state.deny(&entry.jti, expires).await?;
-                next = next.max(u64::try_from(entry.revoked_at_ms).unwrap_or(0));
-            }
-            added += feed.revoked.len();
-            if next == cursor {
-                break;
-            }
-            self.state.set_revocation_cursor(next).await?;
-        }
-        Ok(added)
-    }
-
-    async fn fetch_grant(&self, digest: &ApiKeyDigest) -> Result<Option<ApiKeyGrant>, Refusal> {
-        let path = format!("{API_KEYS_PATH}{}", digest.as_str());
-        let unavailable =
-            |detail: String| Refusal::new(ErrorCode::UpstreamUnavailable).with_detail(detail);
-        let response = self
-            .internal_get(&path, None)
+        .deny_key();
+        let cutoffs = self
+            .state
+            .denials(&[key], now_ms)
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        match response.status {
-            200 => serde_json::from_slice(&response.body)
-                .map(Some)
-                .map_err(|_| unavailable("malformed API key grant".into())),
-            404 => Ok(None),
-            status => Err(unavailable(format!("API key lookup answered {status}"))),
+            .map_err(unavailable)?;
+        if cutoffs.first().copied().flatten().is_some() {
+            return Err(Refusal::new(RevocationKind::SigningKey.code()));
         }
-    }
-
-    /// A signed `GET` of the edge's own (no principal).
-    async fn internal_get(
-        &self,
-        path: &str,
-        query: Option<&str>,
-    ) -> Result<UpstreamResponse, SyncError> {
-        let mut id = [0u8; 16];
-        self.entropy.fill(&mut id);
-        let request_id = format!("edge-{}", hex::encode(id));
-        let outbound = Outbound {
-            method: "GET",
-            path,
-            query,
-            body: Vec::new(),
-            principal: None,
-            request_id: &request_id,
-            headers: vec![("accept".into(), "application/json".into())],
-        };
-        let signed = sign::sign(
-            outbound,
-            &self.config.signing_key,
-            self.clock.now_ms(),
-            self.entropy(),
-        )
-        .map_err(|_| SyncError::Signing)?;
-        Ok(self.upstream.send(signed).await?)
-    }
-
-    /// Counts failed logins (401 on the login route) and blocks the address at the threshold.
-    async fn after_response(
-        &self,
-        request: &EdgeRequest,
-        route: &Route,
-        response: &EdgeResponse,
-        exchange: &Exchange,
-    ) {
-        if route.path != LOGIN_PATH || response.status != 401 {
-            return;
-        }
-        let policy = self.config.intrusion;
-        let now_ms = self.clock.now_ms();
-        let key = format!("failed-logins:{}", request.client_ip);
-        let count = self
-            .state
-            .count_event(&key, policy.failed_login_window_ms, now_ms)
-            .await;
-        if count.is_ok_and(|n| n >= policy.failed_logins) {
-            let detail = format!(
-                "{} failed logins within {} s",
-                policy.failed_logins,
-                policy.failed_login_window_ms / 1000
-            );
-            self.start_block(request, exchange, &key, policy.login_block_ms, &detail)
-                .await;
-        }
-    }
-
-    /// Counts a rate-limit violation and blocks the address beyond the threshold.
-    async fn note_rate_violation(&self, request: &EdgeRequest, exchange: &Exchange, now_ms: u64) {
-        let policy = self.config.intrusion;
-        let key = format!("rate-violations:{}", request.client_ip);
-        let count = self
-            .state
-            .count_event(&key, policy.violation_window_ms, now_ms)
-            .await;
-        if count.is_ok_and(|n| n > policy.rate_violations) {
-            let detail = format!(
-                "more than {} rate-limit violations within {} s",
-                policy.rate_violations,
-                policy.violation_window_ms / 1000
-            );
-            self.start_block(request, exchange, &key, policy.violation_block_ms, &detail)
-                .await;
-        }
-    }
-
-    async fn start_block(
-        &self,
-        request: &EdgeRequest,
-        exchange: &Exchange,
-        counter: &str,
-        duration_ms: u64,
-        detail: &str,
-    ) {
-        let now_ms = self.clock.now_ms();
-        let blocked = self
-            .state
-            .block(&request.client_ip, now_ms.saturating_add(duration_ms))
-            .await;
-        let _ = self.state.reset_events(counter).await;
-        if blocked.is_ok() {
-            let detail = format!("address blocked for {} s: {detail}", duration_ms / 1000);
-            self.audit.emit(event(
-                AuditEventType::IpBlocked,
-                &exchange.observed(request),
-                None,
-                Some(ErrorCode::IpBlocked),
-                &detail,
-                now_ms,
-                self.entropy(),
-            ));
-        }
+        Ok(())
     }
 
     fn audit_refusal(&self, request: &EdgeRequest, exchange: &Exchange, refusal: &Refusal) {
@@ -611,13 +470,16 @@ fn upstream_refusal(error: UpstreamError) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend_sync::{API_KEYS_PATH, JWKS_PATH, REVOCATIONS_PATH};
     use crate::memory::{MemoryRateStore, MemoryState};
     use crate::ports::BufferedBody;
     use crate::testing::{
         CountingEntropy, ManualClock, RecordingAudit, ScriptedUpstream, block_on, json,
     };
+    use shared::audit::AuditEventType;
     use shared::signing::MessageSigningKey;
     use shared::token::{H200Claims, SigningKey};
+    use std::sync::Mutex;
     use std::sync::atomic::Ordering;
 
     const NOW_MS: u64 = 1_700_000_000_000;
@@ -628,25 +490,43 @@ mod tests {
         audit: Arc<RecordingAudit>,
         upstream: Arc<ScriptedUpstream>,
         signing: SigningKey,
+        /// The backend's revocation feed: `(revoked_at_ms, entry JSON)`.
+        feed: Arc<Mutex<Vec<(u64, String)>>>,
+        /// The keys the backend's JWKS publishes.
+        jwks: Arc<Mutex<String>>,
     }
 
     fn rig() -> Rig {
         let signing = SigningKey::generate_ed25519("kid-1", [5u8; 32]).expect("key");
         let mut keys = KeySet::new();
         keys.insert(signing.verification_key());
-        let jwks = keys.to_jwks_json();
+        let jwks = Arc::new(Mutex::new(keys.to_jwks_json()));
+        let feed = Arc::new(Mutex::new(vec![(
+            NOW_MS,
+            r#"{"jti":"jti-revoked","expires_at_ms":1800000000000,"revoked_at_ms":1700000000000}"#
+                .to_owned(),
+        )]));
+        let (published, entries) = (jwks.clone(), feed.clone());
         let upstream = Arc::new(ScriptedUpstream::new(move |request| {
             let path = request.path_and_query.as_str();
             Ok(match path {
-                JWKS_PATH => json(200, &jwks),
+                JWKS_PATH => json(200, &published.lock().expect("test lock")),
                 "/auth/login" => json(401, r#"{"code":"INVALID_CREDENTIALS"}"#),
-                p if p.starts_with(REVOCATIONS_PATH) && !p.ends_with("since_ms=0") => {
-                    json(200, r#"{"revoked":[],"now_ms":1700000000000}"#)
+                p if p.starts_with(REVOCATIONS_PATH) => {
+                    let since: u64 = p
+                        .rsplit("since_ms=")
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    let entries = entries.lock().expect("test lock");
+                    let newer: Vec<&str> = entries
+                        .iter()
+                        .filter(|(at, _)| *at > since)
+                        .map(|(_, entry)| entry.as_str())
+                        .collect();
+                    let body = format!(r#"{{"revoked":[{}],"now_ms":{NOW_MS}}}"#, newer.join(","));
+                    json(200, &body)
                 }
-                p if p.starts_with(REVOCATIONS_PATH) => json(
-                    200,
-                    r#"{"revoked":[{"jti":"jti-revoked","expires_at_ms":1800000000000,"revoked_at_ms":1700000000000}],"now_ms":1700000000000}"#,
-                ),
                 p if p.starts_with(API_KEYS_PATH) => json(
                     200,
                     r#"{"key_id":"k1","subject":"svc","roles":["user"],"permissions":["clusters:read"],"expires_at":null,"revoked":false}"#,
@@ -675,6 +555,8 @@ mod tests {
             audit,
             upstream,
             signing,
+            feed,
+            jwks,
         }
     }
 
@@ -922,6 +804,96 @@ mod tests {
         assert_eq!(lookups, 1);
     }
 
+    impl Rig {
+        /// Adds an entry to the backend's revocation feed, revoked at the clock's time.
+        fn publish(&self, entry: &str) {
+            let at = self.clock.now_ms();
+            let entry = entry.replace("AT", &at.to_string());
+            self.feed.lock().expect("test lock").push((at, entry));
+        }
+
+        fn get_rules(&self, bearer: &str) -> EdgeResponse {
+            self.send("GET", "/api/v1/rules", &[("authorization", bearer)], b"")
+        }
+    }
+
+    #[test]
+    fn a_revoked_signing_key_refuses_its_tokens_even_remembered_ones() {
+        let rig = rig();
+        let bearer = format!("Bearer {}", rig.token("viewer", "jti-key"));
+        assert_eq!(rig.get_rules(&bearer).status, 200);
+        assert_eq!(block_on(rig.pipeline.sync_revocations()), Ok(1));
+        assert_eq!(rig.get_rules(&bearer).status, 200, "the remembered token");
+
+        rig.clock.0.fetch_add(1_000, Ordering::SeqCst);
+        rig.publish(r#"{"kid":"kid-1","expires_at_ms":1800000000000,"revoked_at_ms":AT}"#);
+        assert_eq!(block_on(rig.pipeline.sync_revocations()), Ok(1));
+        let refused = rig.get_rules(&bearer);
+        assert_eq!(
+            (refused.status, code(&refused).as_str()),
+            (401, "REVOKED_KEY")
+        );
+        assert_eq!(
+            refused.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert!(rig.events().contains(&AuditEventType::TokenInvalid));
+        assert_eq!(
+            rig.upstream
+                .paths()
+                .iter()
+                .filter(|p| p.starts_with("/api/"))
+                .count(),
+            2,
+            "the refused request never reached the backend"
+        );
+    }
+
+    #[test]
+    fn a_token_of_a_key_gone_from_the_jwks_and_revoked_is_refused_without_a_refetch() {
+        let rig = rig();
+        let bearer = format!("Bearer {}", rig.token("viewer", "jti-gone"));
+        rig.publish(r#"{"kid":"kid-1","expires_at_ms":1800000000000,"revoked_at_ms":AT}"#);
+        assert_eq!(block_on(rig.pipeline.sync_revocations()), Ok(2));
+        let other = SigningKey::generate_ed25519("kid-2", [6u8; 32]).expect("key");
+        let mut rotated = KeySet::new();
+        rotated.insert(other.verification_key());
+        *rig.jwks.lock().expect("test lock") = rotated.to_jwks_json();
+        assert!(block_on(rig.pipeline.refresh_keys()).is_ok());
+        let fetches_before = rig.upstream.paths().len();
+
+        let refused = rig.get_rules(&bearer);
+        assert_eq!(
+            (refused.status, code(&refused).as_str()),
+            (401, "REVOKED_KEY")
+        );
+        assert_eq!(
+            rig.upstream.paths().len(),
+            fetches_before,
+            "no JWKS refetch"
+        );
+    }
+
+    #[test]
+    fn a_subject_revocation_refuses_only_tokens_issued_before_its_cutoff() {
+        let rig = rig();
+        let older = format!("Bearer {}", rig.token("viewer", "jti-older"));
+        assert_eq!(rig.get_rules(&older).status, 200);
+        rig.clock.0.fetch_add(10_000, Ordering::SeqCst);
+        rig.publish(
+            r#"{"sub":"user-1","issued_before_ms":AT,"expires_at_ms":1800000000000,"revoked_at_ms":AT}"#,
+        );
+        assert_eq!(block_on(rig.pipeline.sync_revocations()), Ok(2));
+        let refused = rig.get_rules(&older);
+        assert_eq!(
+            (refused.status, code(&refused).as_str()),
+            (401, "REVOKED_TOKEN")
+        );
+        rig.clock.0.fetch_add(1_000, Ordering::SeqCst);
+        let newer = format!("Bearer {}", rig.token("viewer", "jti-newer"));
+        assert_eq!(rig.get_rules(&newer).status, 200);
+    }
+
     #[test]
     fn a_remembered_token_is_still_checked_for_revocation_expiry_and_key_rotation() {
         let rig = rig();
@@ -931,7 +903,12 @@ mod tests {
         assert_eq!(rig.pipeline.verified_tokens().len(), 1);
         assert_eq!(get(&rig).status, 200);
 
-        block_on(rig.pipeline.state().deny("jti-cached", NOW_MS + 3_600_000)).expect("memory");
+        block_on(
+            rig.pipeline
+                .state()
+                .deny("jti:jti-cached", u64::MAX, NOW_MS + 3_600_000),
+        )
+        .expect("memory");
         let revoked = get(&rig);
         assert_eq!(
             (revoked.status, code(&revoked).as_str()),

@@ -65,6 +65,9 @@ pub trait RateStore: MaybeSend + MaybeSync {
         new: u64,
         ttl_ms: u64,
     ) -> impl Future<Output = Result<bool, StateError>> + MaybeSend;
+
+    /// Drops timestamps that lie before `now_ms` (no decision changes); returns how many.
+    fn prune(&self, now_ms: u64) -> impl Future<Output = Result<usize, StateError>> + MaybeSend;
 }
 
 /// What the edge state knows about an API key digest (an owned [`shared::api_key::CacheLookup`]).
@@ -85,20 +88,51 @@ impl From<CacheLookup<'_>> for GrantLookup {
     }
 }
 
-/// The edge's shared memory: deny-list, IP blocks, event counters and the JWKS and API-key
-/// caches.
-pub trait EdgeState: MaybeSend + MaybeSync {
-    /// Whether the token id is on the deny-list at `now_ms`.
-    fn is_denied(
-        &self,
-        token_id: &str,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<bool, StateError>> + MaybeSend;
+/// One task of the upkeep schedule ([`crate::upkeep`]); a state store files each task's last
+/// run beside the state the task keeps current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpkeepTask {
+    /// Pull the backend's revocation feed into the deny-list.
+    Revocations,
+    /// Refetch the backend's JWKS into the key-set cache.
+    Jwks,
+    /// Drop state that no decision needs any more.
+    Prune,
+}
 
-    /// Puts a token id on the deny-list until `expires_at_ms`.
+impl UpkeepTask {
+    /// Every task, in the order one upkeep run performs them.
+    pub const ALL: [UpkeepTask; 3] = [UpkeepTask::Revocations, UpkeepTask::Jwks, UpkeepTask::Prune];
+
+    /// A short name, for state keys and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            UpkeepTask::Revocations => "revocations",
+            UpkeepTask::Jwks => "jwks",
+            UpkeepTask::Prune => "prune",
+        }
+    }
+}
+
+/// The edge's shared memory: deny-list, IP blocks, event counters, the JWKS and API-key caches,
+/// and when each upkeep task last ran.
+pub trait EdgeState: MaybeSend + MaybeSync {
+    /// The cut-offs of the deny-list entries filed under `keys` that are alive at `now_ms`, in
+    /// the same order (`None`: no live entry). A token an entry names is refused when it was
+    /// issued before the cut-off ([`shared::revocation::TokenFacts::refusal`]).
+    fn denials(
+        &self,
+        keys: &[String],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Option<u64>>, StateError>> + MaybeSend;
+
+    /// Files a deny-list entry under `key` (see [`shared::revocation::RevokedTarget::deny_key`]):
+    /// tokens it names issued before `cutoff_ms` are refused until `expires_at_ms`. A later entry
+    /// under the same key replaces it.
     fn deny(
         &self,
-        token_id: &str,
+        key: &str,
+        cutoff_ms: u64,
         expires_at_ms: u64,
     ) -> impl Future<Output = Result<(), StateError>> + MaybeSend;
 
@@ -160,6 +194,29 @@ pub trait EdgeState: MaybeSend + MaybeSync {
         &self,
         keys: Arc<KeySet>,
     ) -> impl Future<Output = Result<(), StateError>> + MaybeSend;
+
+    /// When `task` last ran (ms; 0: never). Where the task keeps state every instance shares,
+    /// its time is shared too, so every instance follows one schedule.
+    fn last_upkeep(
+        &self,
+        task: UpkeepTask,
+    ) -> impl Future<Output = Result<u64, StateError>> + MaybeSend;
+
+    /// Records that `task` ran at `at_ms`.
+    fn record_upkeep(
+        &self,
+        task: UpkeepTask,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<(), StateError>> + MaybeSend;
+
+    /// Drops what no decision needs at `now_ms` any more: expired deny-list entries and blocks,
+    /// counters without an event in the last `max_window_ms`, stale cache entries. Returns how
+    /// many entries went.
+    fn prune(
+        &self,
+        now_ms: u64,
+        max_window_ms: u64,
+    ) -> impl Future<Output = Result<usize, StateError>> + MaybeSend;
 }
 
 /// A request to the backend, already signed.

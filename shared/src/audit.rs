@@ -97,6 +97,7 @@ impl AuditEventType {
             ErrorCode::MissingCredentials
             | ErrorCode::InvalidToken
             | ErrorCode::RevokedToken
+            | ErrorCode::RevokedKey
             | ErrorCode::InvalidApiKey
             | ErrorCode::RevokedApiKey
             | ErrorCode::RefreshTokenReused

@@ -12,6 +12,8 @@
 //!   limit) as data, with an embedded TOML default an operator can replace.
 //! - [`token`]: access-token claims and verification (EdDSA, RS256, HS256), JWKS.
 //! - [`api_key`]: the `ncs_` key format, its stored hash and the edge's revocation check.
+//! - [`revocation`]: the deny-list entries (a token, a signing key, a subject's older tokens) of
+//!   the backend's revocation feed and the check both sides apply.
 //! - [`rate_limit`]: GCRA over a compare-and-set store, with the response header fields.
 //! - [`headers`] and [`cors`]: the response hardening and the origin allow-list.
 //! - [`upload`]: magic-byte sniffing and header-only dimensions of JPEG, PNG and WebP.
@@ -29,6 +31,7 @@ pub mod headers;
 pub mod permissions;
 pub mod problem;
 pub mod rate_limit;
+pub mod revocation;
 pub mod route_policy;
 pub mod signing;
 pub mod token;

@@ -395,6 +395,20 @@ pub struct Principal {
     /// The client's address as the edge saw it (for audit and per-IP policies at the backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
+    /// Which key signed the access token and when it was issued, so the backend can re-check the
+    /// key and subject revocations; `None` for API keys and anonymous callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenStamp>,
+}
+
+/// The facts of an access token a principal stands for, beyond its `jti`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenStamp {
+    /// The `kid` of the key that signed it.
+    pub key_id: String,
+    /// `iat`, unix seconds.
+    pub issued_at: u64,
 }
 
 impl Principal {
@@ -407,6 +421,7 @@ impl Principal {
             permissions: PermissionSet::empty(),
             token_id: None,
             client_ip: None,
+            token: None,
         }
     }
 
@@ -461,6 +476,11 @@ impl Principal {
             && !bounded_text(ip, MAX_CLIENT_IP_LEN)
         {
             return malformed("client address is empty, too long or has control characters");
+        }
+        if let Some(stamp) = &self.token
+            && !bounded_text(&stamp.key_id, MAX_TOKEN_ID_LEN)
+        {
+            return malformed("token key id is empty, too long or has control characters");
         }
         Ok(())
     }
@@ -650,6 +670,7 @@ mod tests {
             permissions: RoleSet::default().permissions_of(&["analyst"]),
             token_id: Some("key-7".into()),
             client_ip: Some("203.0.113.9".into()),
+            token: None,
         }
     }
 
@@ -674,6 +695,23 @@ mod tests {
             Principal::decode_header(&anonymous.encode_header()),
             Ok(anonymous)
         );
+        let user = Principal {
+            kind: PrincipalKind::User,
+            token: Some(TokenStamp {
+                key_id: "k1700000000000-0a1b2c3d".into(),
+                issued_at: 1_700_000_000,
+            }),
+            ..sample_principal()
+        };
+        assert_eq!(Principal::decode_header(&user.encode_header()), Ok(user));
+        let blank_key = Principal {
+            token: Some(TokenStamp {
+                key_id: String::new(),
+                issued_at: 1,
+            }),
+            ..sample_principal()
+        };
+        assert!(Principal::decode_header(&blank_key.encode_header()).is_err());
     }
 
     #[test]

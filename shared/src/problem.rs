@@ -54,6 +54,7 @@ error_codes! {
     InvalidToken => ("INVALID_TOKEN", 401, "The access token is not valid"),
     ExpiredToken => ("EXPIRED_TOKEN", 401, "The access token has expired"),
     RevokedToken => ("REVOKED_TOKEN", 401, "The token has been revoked"),
+    RevokedKey => ("REVOKED_KEY", 401, "The key that signed the token has been revoked"),
     InvalidApiKey => ("INVALID_API_KEY", 401, "The API key is not valid"),
     RevokedApiKey => ("REVOKED_API_KEY", 401, "The API key has been revoked"),
     MfaRequired => ("MFA_REQUIRED", 401, "A one-time code is required"),

@@ -845,6 +845,7 @@ mod tests {
             permissions: roles.permissions_of(&["viewer"]),
             token_id: None,
             client_ip: None,
+            token: None,
         };
         let anonymous = Principal::anonymous();
         let read = Auth::Permission(Permission::AnalysisRead);

@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use edge::backend_sync::{JWKS_PATH, REVOCATIONS_PATH};
 use edge::memory::{MemoryRateStore, MemoryState};
-use edge::pipeline::{JWKS_PATH, REVOCATIONS_PATH};
 use edge::ports::{
     AuditSink, BufferedBody, Clock, EdgeState, Upstream, UpstreamError, UpstreamRequest,
     UpstreamResponse,
@@ -34,6 +34,7 @@ use edge::stage::{authorize, cors, intrusion, rate_limit, request_id, respond, v
 use edge::token_cache::VerifiedTokenCache;
 use edge::{EdgeConfig, EdgeRequest, Pipeline};
 use shared::audit::AuditEvent;
+use shared::revocation::TokenFacts;
 use shared::route_policy::{DEFAULT_ROUTE_POLICY_TOML, Resolution, RoutePolicy};
 use shared::token::{H200Claims, KeySet, SigningKey, TokenPolicy};
 
@@ -646,7 +647,14 @@ async fn stage_costs(config: &EdgeConfig, material: &Material) -> anyhow::Result
                 Err(_) => return,
             },
         };
-        black_box(state.is_denied(&verified.jwt_id, now_ms()).await.ok());
+        let facts = TokenFacts {
+            token_id: &verified.jwt_id,
+            key_id: &verified.kid,
+            subject: &verified.subject,
+            issued_at_secs: verified.issued_at,
+        };
+        let cutoffs = state.denials(&facts.deny_keys(), now_ms()).await;
+        black_box(cutoffs.map(|c| facts.refusal(&c)).ok());
         black_box(authenticate::user_principal(
             &verified,
             &config.roles,

@@ -1,6 +1,6 @@
 //! The native runtime: the edge pipeline in an axum server with in-memory state, a reqwest
-//! upstream, the audit fan-out task and the upkeep schedule on tokio intervals. `h200 edge` and
-//! `h200 dev` run this.
+//! upstream, the audit fan-out task, and a tokio interval that drives the edge's upkeep schedule
+//! ([`edge::upkeep`]). `h200 edge` and `h200 dev` run this.
 //!
 //! - this file: [`EdgeServer`] and the native ports ([`SystemClock`], [`OsEntropy`],
 //!   [`HttpUpstream`]).
@@ -31,13 +31,8 @@ use edge::ports::{
     BodyError, BodySource, Clock, Entropy, Upstream, UpstreamError, UpstreamRequest,
     UpstreamResponse,
 };
+use edge::upkeep::Upkeep;
 
-/// How often the deny-list is pulled from the backend (revocation is effective within 60 s).
-pub const REVOCATION_POLL: Duration = Duration::from_secs(5);
-/// How often the JWKS is refreshed besides the refetch on an unknown `kid`.
-pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
-/// How often expired state is dropped.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long the backend may take to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -294,33 +289,17 @@ fn into_axum(response: EdgeResponse) -> Response {
     out
 }
 
-/// Keeps the caches current: the JWKS at start and every [`JWKS_REFRESH`], the deny-list every
-/// [`REVOCATION_POLL`], expired entries pruned every minute.
+/// Drives the upkeep schedule from a timer: at start everything runs (the JWKS and the deny-list
+/// are fetched before the first requests need them), then each task when it falls due.
 async fn upkeep(pipeline: Arc<NativePipeline>) {
-    let mut revocations = tokio::time::interval(REVOCATION_POLL);
-    let mut jwks = tokio::time::interval(JWKS_REFRESH);
-    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    let upkeep = Upkeep::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(upkeep.schedule().tick_ms()));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = revocations.tick() => {
-                if let Err(error) = pipeline.sync_revocations().await {
-                    tracing::warn!(%error, "revocation sync failed");
-                }
-            }
-            _ = jwks.tick() => {
-                if let Err(error) = pipeline.refresh_keys().await {
-                    tracing::warn!(%error, "JWKS refresh failed");
-                }
-            }
-            _ = prune.tick() => {
-                let now = pipeline.clock().now_ms();
-                pipeline.rates().prune(now);
-                let intrusion = pipeline.config().intrusion;
-                let window = intrusion
-                    .failed_login_window_ms
-                    .max(intrusion.violation_window_ms)
-                    .max(intrusion.tool_note_window_ms);
-                pipeline.state().prune(now, window);
+        tick.tick().await;
+        for outcome in upkeep.run_due(&pipeline).await {
+            if let Err(error) = outcome.result {
+                tracing::warn!(task = outcome.task.name(), %error, "edge upkeep failed");
             }
         }
     }

@@ -1,6 +1,7 @@
-//! The component's HTTP handler: builds the pipeline from Spin variables over key-value, answers
-//! the request, and only after the response is sent delivers the audit events and, every few
-//! seconds, pulls the revocation feed.
+//! The component's HTTP handler: builds the pipeline from Spin variables over key-value, syncs a
+//! stale deny-list before answering, answers the request, and only after the response is sent
+//! delivers the audit events and runs whatever upkeep the edge's schedule says is due (the
+//! last-run times live in key-value, so every instance follows one schedule).
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use edge::fanout::{self, BufferedAudit};
 use edge::settings;
 use edge::shared::ErrorCode;
 use edge::stage::{Refusal, respond};
+use edge::upkeep::{TaskOutcome, Upkeep};
 use edge::{EdgeConfig, EdgeRequest, EdgeResponse, Pipeline};
 use futures::SinkExt;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -18,10 +20,6 @@ use crate::runtime::{SpinBody, SpinUpstream, WasiClock, WasiEntropy};
 
 /// The header Spin sets to the connecting client's `address:port`.
 const CLIENT_ADDRESS_HEADER: &str = "spin-client-addr";
-/// When the revocation feed was last pulled (ms), in key-value.
-const LAST_SYNC_KEY: &str = "revocation-sync-at";
-/// How often the revocation feed is pulled.
-const REVOCATION_SYNC_MS: u64 = 5_000;
 
 type SpinPipeline = Pipeline<KvRates, KvState, SpinUpstream>;
 
@@ -82,10 +80,12 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         headers,
         client_ip,
     };
+    let upkeep = Upkeep::default();
+    log_failures(upkeep.run_overdue(&pipeline).await);
     let body = SpinBody(Box::pin(request.into_body_stream()));
     let response = pipeline.handle(edge_request, body).await;
     send(response_out, response).await;
-    after_response(&pipeline, &audit).await;
+    after_response(&pipeline, &audit, &upkeep).await;
 }
 
 /// The address part of Spin's `address:port` (IPv6 addresses come bracketed).
@@ -96,8 +96,8 @@ fn peer_address(value: &str) -> String {
         .unwrap_or_else(|_| value.to_owned())
 }
 
-/// Delivers the request's audit events and pulls the revocation feed when it is due.
-async fn after_response(pipeline: &SpinPipeline, audit: &Arc<BufferedAudit>) {
+/// Delivers the request's audit events and runs the upkeep that is due.
+async fn after_response(pipeline: &SpinPipeline, audit: &Arc<BufferedAudit>, upkeep: &Upkeep) {
     let now_ms = pipeline.clock().now_ms();
     let webhook = pipeline
         .config()
@@ -122,21 +122,14 @@ async fn after_response(pipeline: &SpinPipeline, audit: &Arc<BufferedAudit>) {
             eprintln!("audit webhook refused a batch");
         }
     }
-    let Ok(store) = spin_sdk::key_value::Store::open_default() else {
-        return;
-    };
-    let last: u64 = store
-        .get(LAST_SYNC_KEY)
-        .ok()
-        .flatten()
-        .and_then(|bytes| String::from_utf8(bytes).ok()?.parse().ok())
-        .unwrap_or(0);
-    if now_ms.saturating_sub(last) < REVOCATION_SYNC_MS {
-        return;
-    }
-    let _ = store.set(LAST_SYNC_KEY, now_ms.to_string().as_bytes());
-    if let Err(error) = pipeline.sync_revocations().await {
-        eprintln!("revocation sync failed: {error}");
+    log_failures(upkeep.run_due(pipeline).await);
+}
+
+fn log_failures(outcomes: Vec<TaskOutcome>) {
+    for outcome in outcomes {
+        if let Err(error) = outcome.result {
+            eprintln!("edge upkeep ({}) failed: {error}", outcome.task.name());
+        }
     }
 }
 

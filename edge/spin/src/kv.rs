@@ -1,6 +1,7 @@
 //! The edge's state in Spin key-value: GCRA timestamps, the deny-list and its cursor, IP blocks,
-//! event counters, and the JWKS and API-key caches (a Spin component gets a fresh instance per
-//! request, so nothing survives in memory).
+//! event counters, the JWKS and API-key caches, and when each upkeep task last ran (a Spin
+//! component gets a fresh instance per request, so nothing survives in memory). Expired entries
+//! are deleted when read, and the upkeep's prune sweeps the store a slice at a time.
 //!
 //! Consistency: Spin key-value 2.0 has no compare-and-set. [`KvRates::compare_and_set`] reads,
 //! compares and writes within one instance, which is atomic only where requests for a key do not
@@ -12,8 +13,8 @@
 
 use std::sync::Arc;
 
-use edge::ports::{EdgeState, GrantLookup, RateStore, StateError};
-use edge::shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant};
+use edge::ports::{EdgeState, GrantLookup, RateStore, StateError, UpkeepTask};
+use edge::shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant, REVOCATION_HORIZON_SECS};
 use edge::shared::token::KeySet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,10 @@ const MAX_EVENTS: usize = 64;
 const CURSOR: &str = "revocation-cursor";
 /// The key of the cached JWKS document.
 const JWKS: &str = "jwks";
+/// The key after which the next prune sweep starts (empty: from the first key).
+const PRUNE_AFTER: &str = "prune-after";
+/// Most entries one prune looks at.
+const PRUNE_BATCH: usize = 256;
 
 /// A number that may be forgotten after `expires_at_ms`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +78,27 @@ impl Kv {
         self.store.delete(key).map_err(failed)
     }
 
+    /// Whether the entry under `key` is one the edge no longer needs at `now_ms`: an expired
+    /// number (rate, deny-list, block), a counter idle for `max_window_ms`, a stale API-key
+    /// answer. Keys of other kinds (cursor, JWKS, upkeep times) are kept.
+    fn is_spent(&self, key: &str, now_ms: u64, max_window_ms: u64) -> Result<bool, StateError> {
+        let prefix = key.split_once(':').map_or("", |(prefix, _)| prefix);
+        Ok(match prefix {
+            "rate" | "deny" | "block" => self
+                .get::<Expiring>(key)?
+                .is_none_or(|entry| entry.expires_at_ms <= now_ms),
+            "events" => {
+                let horizon = now_ms.saturating_sub(max_window_ms);
+                self.get::<Vec<u64>>(key)?
+                    .is_none_or(|times| times.last().is_none_or(|last| *last <= horizon))
+            }
+            "apikey" => self.get::<CachedGrant>(key)?.is_none_or(|cached| {
+                cached.fetched_at_secs + REVOCATION_HORIZON_SECS <= now_ms / 1000
+            }),
+            _ => false,
+        })
+    }
+
     /// The value of an expiring entry still alive at `now_ms`; an expired entry is deleted.
     fn alive(&self, key: &str, now_ms: u64) -> Result<Option<u64>, StateError> {
         match self.get::<Expiring>(key)? {
@@ -113,22 +139,30 @@ impl RateStore for KvRates {
         };
         self.0.set(&key, &entry).map(|()| true)
     }
+
+    /// Nothing of its own: [`KvState`]'s prune sweeps the `rate:` entries with the rest, in one
+    /// listing of the store.
+    async fn prune(&self, _now_ms: u64) -> Result<usize, StateError> {
+        Ok(0)
+    }
 }
 
 /// Everything else the pipeline remembers.
 pub struct KvState(pub Arc<Kv>);
 
 impl EdgeState for KvState {
-    async fn is_denied(&self, token_id: &str, now_ms: u64) -> Result<bool, StateError> {
-        Ok(self.0.alive(&format!("deny:{token_id}"), now_ms)?.is_some())
+    async fn denials(&self, keys: &[String], now_ms: u64) -> Result<Vec<Option<u64>>, StateError> {
+        keys.iter()
+            .map(|key| self.0.alive(&format!("deny:{key}"), now_ms))
+            .collect()
     }
 
-    async fn deny(&self, token_id: &str, expires_at_ms: u64) -> Result<(), StateError> {
+    async fn deny(&self, key: &str, cutoff_ms: u64, expires_at_ms: u64) -> Result<(), StateError> {
         let entry = Expiring {
-            value: expires_at_ms,
+            value: cutoff_ms,
             expires_at_ms,
         };
-        self.0.set(&format!("deny:{token_id}"), &entry)
+        self.0.set(&format!("deny:{key}"), &entry)
     }
 
     async fn revocation_cursor(&self) -> Result<u64, StateError> {
@@ -211,5 +245,39 @@ impl EdgeState for KvState {
             .store
             .set(JWKS, keys.to_jwks_json().as_bytes())
             .map_err(failed)
+    }
+
+    async fn last_upkeep(&self, task: UpkeepTask) -> Result<u64, StateError> {
+        Ok(self
+            .0
+            .get::<u64>(&format!("upkeep:{}", task.name()))?
+            .unwrap_or(0))
+    }
+
+    async fn record_upkeep(&self, task: UpkeepTask, at_ms: u64) -> Result<(), StateError> {
+        self.0.set(&format!("upkeep:{}", task.name()), &at_ms)
+    }
+
+    /// Sweeps the next [`PRUNE_BATCH`] keys in key order (after where the last sweep stopped,
+    /// wrapping at the end), so one request never pays for a whole store.
+    async fn prune(&self, now_ms: u64, max_window_ms: u64) -> Result<usize, StateError> {
+        let mut keys = self.0.store.get_keys().map_err(failed)?;
+        keys.sort_unstable();
+        let after: String = self.0.get(PRUNE_AFTER)?.unwrap_or_default();
+        let start = keys.partition_point(|key| key.as_str() <= after.as_str());
+        let batch = &keys[start..keys.len().min(start + PRUNE_BATCH)];
+        let mut dropped = 0;
+        for key in batch {
+            if self.0.is_spent(key, now_ms, max_window_ms)? {
+                self.0.delete(key)?;
+                dropped += 1;
+            }
+        }
+        let next = match batch.last() {
+            Some(last) if start + batch.len() < keys.len() => last.clone(),
+            _ => String::new(),
+        };
+        self.0.set(PRUNE_AFTER, &next)?;
+        Ok(dropped)
     }
 }

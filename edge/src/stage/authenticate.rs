@@ -3,7 +3,9 @@
 
 use shared::ErrorCode;
 use shared::api_key::{ApiKey, ApiKeyCache, ApiKeyGrant};
-use shared::permissions::{Permission, PermissionSet, Principal, PrincipalKind, RoleSet};
+use shared::permissions::{
+    Permission, PermissionSet, Principal, PrincipalKind, RoleSet, TokenStamp,
+};
 use shared::token::{KeySet, TokenError, TokenKind, TokenPolicy, VerifiedToken};
 
 use super::Refusal;
@@ -60,7 +62,8 @@ pub fn token_refusal(error: &TokenError) -> Refusal {
 }
 
 /// The principal of a verified access token: its roles, the permissions the edge's role table
-/// gives them (never the token's own list), the `jti` as token id.
+/// gives them (never the token's own list), the `jti` as token id, and the signing key and issue
+/// time the backend re-checks revocations by.
 pub fn user_principal(token: &VerifiedToken, roles: &RoleSet, client_ip: &str) -> Principal {
     Principal {
         subject: token.subject.clone(),
@@ -69,6 +72,10 @@ pub fn user_principal(token: &VerifiedToken, roles: &RoleSet, client_ip: &str) -
         permissions: roles.permissions_of(&token.claims.roles),
         token_id: Some(token.jwt_id.clone()),
         client_ip: Some(client_ip.to_owned()),
+        token: Some(TokenStamp {
+            key_id: token.kid.clone(),
+            issued_at: token.issued_at,
+        }),
     }
 }
 
@@ -91,6 +98,7 @@ pub fn api_key_principal(
         permissions,
         token_id: Some(grant.key_id.clone()),
         client_ip: Some(client_ip.to_owned()),
+        token: None,
     })
 }
 
@@ -159,6 +167,13 @@ mod tests {
         assert!(principal.has(Permission::AnalysisRead));
         assert!(!principal.has(Permission::AdminUsers));
         assert_eq!(principal.token_id.as_deref(), Some("jti-1"));
+        assert_eq!(
+            principal.token,
+            Some(TokenStamp {
+                key_id: "k1".into(),
+                issued_at: now
+            })
+        );
         let expired = verify_token(&keys, &policy, &token, now + 3 * 3600);
         assert_eq!(
             expired.map_err(|e| token_refusal(&e).code()),

@@ -35,6 +35,7 @@ mod tests {
             permissions: RoleSet::default().permissions_of(&[role]),
             token_id: Some("j".into()),
             client_ip: None,
+            token: None,
         }
     }
 

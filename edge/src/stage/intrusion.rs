@@ -1,6 +1,144 @@
 //! Stage 4: intrusion check. Blocked addresses are refused (403 `IP_BLOCKED`); traversal, script
 //! and SQL-injection patterns in the path or query are refused (400 `SUSPICIOUS_REQUEST`); tool
-//! user agents are only noted. The counters that start a block live in the pipeline.
+//! user agents are only noted. [`IntrusionWatch`] also keeps the counters that start a block:
+//! failed logins and rate-limit violations per address.
+
+use shared::ErrorCode;
+use shared::audit::AuditEventType;
+
+use super::Refusal;
+use super::audit::{Observed, event};
+use crate::config::IntrusionPolicy;
+use crate::ports::{AuditSink, EdgeState, Entropy};
+
+/// The intrusion policy over the state that counts and blocks, and the sink its events go to.
+pub struct IntrusionWatch<'a, S> {
+    pub state: &'a S,
+    pub policy: &'a IntrusionPolicy,
+    pub audit: &'a dyn AuditSink,
+    pub entropy: &'a dyn Entropy,
+}
+
+impl<S: EdgeState> IntrusionWatch<'_, S> {
+    /// Refuses blocked addresses and attack patterns, and notes a tool user agent once per
+    /// address and window. A state store that cannot answer refuses the request.
+    pub async fn check(
+        &self,
+        observed: &Observed<'_>,
+        query: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let ip = observed.ip;
+        if let Some(until) =
+            self.state.blocked_until(ip, now_ms).await.map_err(|e| {
+                Refusal::new(ErrorCode::ServiceUnavailable).with_detail(e.to_string())
+            })?
+        {
+            let retry_secs = until.saturating_sub(now_ms).div_ceil(1000).max(1);
+            return Err(Refusal::new(ErrorCode::IpBlocked)
+                .with_header("Retry-After", retry_secs.to_string()));
+        }
+        if let Some(family) = find_attack(observed.path, query) {
+            return Err(Refusal::new(ErrorCode::SuspiciousRequest).with_detail(family));
+        }
+        if let Some(tool) = observed.user_agent.and_then(tool_agent) {
+            let key = format!("tool-agent:{ip}");
+            if let Ok(1) = self
+                .state
+                .count_event(&key, self.policy.tool_note_window_ms, now_ms)
+                .await
+            {
+                let detail = format!("tool user agent {tool}");
+                self.emit(
+                    AuditEventType::SuspiciousActivity,
+                    observed,
+                    None,
+                    &detail,
+                    now_ms,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login (a 401 on the login route) and blocks the address at the threshold.
+    pub async fn note_failed_login(&self, observed: &Observed<'_>, now_ms: u64) {
+        let policy = self.policy;
+        let key = format!("failed-logins:{}", observed.ip);
+        let count = self
+            .state
+            .count_event(&key, policy.failed_login_window_ms, now_ms)
+            .await;
+        if count.is_ok_and(|n| n >= policy.failed_logins) {
+            let detail = format!(
+                "{} failed logins within {} s",
+                policy.failed_logins,
+                policy.failed_login_window_ms / 1000
+            );
+            self.block(observed, &key, policy.login_block_ms, &detail, now_ms)
+                .await;
+        }
+    }
+
+    /// Counts a rate-limit violation and blocks the address beyond the threshold.
+    pub async fn note_rate_violation(&self, observed: &Observed<'_>, now_ms: u64) {
+        let policy = self.policy;
+        let key = format!("rate-violations:{}", observed.ip);
+        let count = self
+            .state
+            .count_event(&key, policy.violation_window_ms, now_ms)
+            .await;
+        if count.is_ok_and(|n| n > policy.rate_violations) {
+            let detail = format!(
+                "more than {} rate-limit violations within {} s",
+                policy.rate_violations,
+                policy.violation_window_ms / 1000
+            );
+            self.block(observed, &key, policy.violation_block_ms, &detail, now_ms)
+                .await;
+        }
+    }
+
+    /// Blocks the address for `duration_ms`, forgets the counter that led to it and audits it.
+    async fn block(
+        &self,
+        observed: &Observed<'_>,
+        counter: &str,
+        duration_ms: u64,
+        detail: &str,
+        now_ms: u64,
+    ) {
+        let blocked = self
+            .state
+            .block(observed.ip, now_ms.saturating_add(duration_ms))
+            .await;
+        let _ = self.state.reset_events(counter).await;
+        if blocked.is_ok() {
+            let detail = format!("address blocked for {} s: {detail}", duration_ms / 1000);
+            let code = Some(ErrorCode::IpBlocked);
+            self.emit(AuditEventType::IpBlocked, observed, code, &detail, now_ms);
+        }
+    }
+
+    fn emit(
+        &self,
+        kind: AuditEventType,
+        observed: &Observed<'_>,
+        code: Option<ErrorCode>,
+        detail: &str,
+        now_ms: u64,
+    ) {
+        self.audit.emit(event(
+            kind,
+            observed,
+            None,
+            code,
+            detail,
+            now_ms,
+            self.entropy,
+        ));
+    }
+}
 
 /// Patterns looked for in the path and query after percent-decoding twice, lower-cased, with
 /// whitespace runs collapsed to one space. Each names the attack family for the audit detail.

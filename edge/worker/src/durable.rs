@@ -1,15 +1,17 @@
-//! The edge state that must agree across isolates (GCRA timestamps, the deny-list and its
-//! revocation cursor, IP blocks, event counters) in a Durable Object: one object per key, so
-//! every operation on a key is serialised by the runtime and a compare-and-set is atomic. Each
-//! object deletes its data with an alarm once the data has expired.
+//! The edge state that must agree across isolates (GCRA timestamps, the deny-list, its
+//! revocation cursor and when it was last synced, IP blocks, event counters) in a Durable Object:
+//! one object per key, so every operation on a key is serialised by the runtime and a
+//! compare-and-set is atomic. Each object deletes its data with an alarm once the data has
+//! expired, which is all the pruning they need.
 //!
-//! The JWKS and API-key caches stay in isolate memory (`MemoryState`): they are caches the
-//! backend refills, and the API-key cache expires within 60 s as the revocation rule demands.
+//! The JWKS and API-key caches stay in isolate memory (`MemoryState`), and so do the times of
+//! their upkeep (JWKS refresh, pruning): they are caches the backend refills per isolate, and
+//! the API-key cache expires within 60 s as the revocation rule demands.
 
 use std::sync::Arc;
 
 use edge::memory::MemoryState;
-use edge::ports::{EdgeState, GrantLookup, RateStore, StateError};
+use edge::ports::{EdgeState, GrantLookup, RateStore, StateError, UpkeepTask};
 use edge::shared::api_key::{ApiKeyDigest, ApiKeyGrant};
 use edge::shared::token::KeySet;
 use serde::de::DeserializeOwned;
@@ -45,6 +47,11 @@ enum Op {
         value: u64,
         expires_at_ms: Option<u64>,
     },
+    /// Files a deny-list entry: tokens issued before `cutoff_ms` are refused until
+    /// `expires_at_ms`, when the object forgets it → `()`.
+    Deny { cutoff_ms: u64, expires_at_ms: u64 },
+    /// The cut-off of the deny-list entry if it is alive at `now_ms` → `Option<u64>`.
+    Denial { now_ms: u64 },
     /// Records one event at `now_ms` → how many lie within `window_ms` (`u32`).
     Count { window_ms: u64, now_ms: u64 },
     /// Forgets everything → `()`.
@@ -53,6 +60,14 @@ enum Op {
 
 const VALUE: &str = "value";
 const EVENTS: &str = "events";
+const DENIAL: &str = "denial";
+
+/// A deny-list entry as one object stores it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct StoredDenial {
+    cutoff_ms: u64,
+    expires_at_ms: u64,
+}
 
 /// The Durable Object class (`EdgeStateObject` in `wrangler.toml`): the state of one key.
 #[durable_object]
@@ -93,6 +108,23 @@ impl DurableObject for EdgeStateObject {
                 storage.put(VALUE, value).await?;
                 self.expire_at(expires_at_ms).await?;
                 Response::from_json(&())
+            }
+            Op::Deny {
+                cutoff_ms,
+                expires_at_ms,
+            } => {
+                let denial = StoredDenial {
+                    cutoff_ms,
+                    expires_at_ms,
+                };
+                storage.put(DENIAL, denial).await?;
+                self.expire_at(Some(expires_at_ms)).await?;
+                Response::from_json(&())
+            }
+            Op::Denial { now_ms } => {
+                let denial = storage.get::<StoredDenial>(DENIAL).await?;
+                let alive = denial.filter(|d| d.expires_at_ms > now_ms);
+                Response::from_json(&alive.map(|d| d.cutoff_ms))
             }
             Op::Count { window_ms, now_ms } => {
                 let mut times = storage.get::<Vec<u64>>(EVENTS).await?.unwrap_or_default();
@@ -208,6 +240,11 @@ impl RateStore for DurableRates {
         };
         self.0.ask(&format!("rate:{key}"), op).await
     }
+
+    /// Nothing to do: each bucket's object forgets it by alarm.
+    async fn prune(&self, _now_ms: u64) -> std::result::Result<usize, StateError> {
+        Ok(0)
+    }
 }
 
 /// The deny-list, blocks and counters in objects; the caches in isolate memory.
@@ -227,30 +264,39 @@ impl DurableState {
 
 /// The object that holds the revocation feed's cursor.
 const CURSOR: &str = "revocation-cursor";
+/// The object that holds when the revocation feed was last pulled, by any isolate.
+const REVOCATIONS_RUN: &str = "upkeep:revocations";
 
 impl EdgeState for DurableState {
-    async fn is_denied(
+    /// One object per key, asked all at once.
+    async fn denials(
         &self,
-        token_id: &str,
+        keys: &[String],
         now_ms: u64,
-    ) -> std::result::Result<bool, StateError> {
-        let until: Option<u64> = self
-            .objects
-            .ask(&format!("deny:{token_id}"), Op::After { now_ms })
-            .await?;
-        Ok(until.is_some())
+    ) -> std::result::Result<Vec<Option<u64>>, StateError> {
+        let asks = keys.iter().map(|key| async move {
+            let name = format!("deny:{key}");
+            self.objects
+                .ask::<Option<u64>>(&name, Op::Denial { now_ms })
+                .await
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .collect()
     }
 
     async fn deny(
         &self,
-        token_id: &str,
+        key: &str,
+        cutoff_ms: u64,
         expires_at_ms: u64,
     ) -> std::result::Result<(), StateError> {
-        let op = Op::Put {
-            value: expires_at_ms,
-            expires_at_ms: Some(expires_at_ms),
+        let op = Op::Deny {
+            cutoff_ms,
+            expires_at_ms,
         };
-        self.objects.ask(&format!("deny:{token_id}"), op).await
+        self.objects.ask(&format!("deny:{key}"), op).await
     }
 
     async fn revocation_cursor(&self) -> std::result::Result<u64, StateError> {
@@ -321,5 +367,43 @@ impl EdgeState for DurableState {
 
     async fn replace_key_set(&self, keys: Arc<KeySet>) -> std::result::Result<(), StateError> {
         self.caches.replace_key_set(keys).await
+    }
+
+    /// The revocation sync's time is shared (the deny-list is); the others are this isolate's
+    /// (so are the caches they keep).
+    async fn last_upkeep(&self, task: UpkeepTask) -> std::result::Result<u64, StateError> {
+        match task {
+            UpkeepTask::Revocations => {
+                let at: Option<u64> = self.objects.ask(REVOCATIONS_RUN, Op::Read).await?;
+                Ok(at.unwrap_or(0))
+            }
+            UpkeepTask::Jwks | UpkeepTask::Prune => self.caches.last_upkeep(task).await,
+        }
+    }
+
+    async fn record_upkeep(
+        &self,
+        task: UpkeepTask,
+        at_ms: u64,
+    ) -> std::result::Result<(), StateError> {
+        match task {
+            UpkeepTask::Revocations => {
+                let op = Op::Put {
+                    value: at_ms,
+                    expires_at_ms: None,
+                };
+                self.objects.ask(REVOCATIONS_RUN, op).await
+            }
+            UpkeepTask::Jwks | UpkeepTask::Prune => self.caches.record_upkeep(task, at_ms).await,
+        }
+    }
+
+    /// The objects forget by alarm; only the isolate's caches are pruned here.
+    async fn prune(
+        &self,
+        now_ms: u64,
+        max_window_ms: u64,
+    ) -> std::result::Result<usize, StateError> {
+        Ok(self.caches.prune(now_ms, max_window_ms))
     }
 }

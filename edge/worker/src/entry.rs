@@ -1,8 +1,9 @@
 //! The Worker's fetch handler: builds the pipeline once per isolate from the Worker's vars and
-//! secrets, translates requests and responses, and after each response hands the buffered audit
-//! events (and, every few seconds, a revocation sync) to `wait_until`.
+//! secrets, translates requests and responses, and drives the edge's upkeep schedule: a stale
+//! deny-list is synced before the request is answered, and after each response the buffered audit
+//! events and whatever upkeep is due go to `wait_until`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use edge::fanout::{self, BufferedAudit};
 use edge::settings;
 use edge::shared::ErrorCode;
 use edge::stage::{Refusal, respond};
+use edge::upkeep::{TaskOutcome, Upkeep};
 use edge::{EdgeRequest, EdgeResponse, Pipeline};
 use worker::{Context, Env, Headers, Request, Response, ResponseBuilder, event};
 
@@ -18,8 +20,6 @@ use crate::runtime::{FetchUpstream, WorkerBody, WorkerClock, WorkerEntropy};
 
 /// The header Cloudflare sets to the connecting client's address.
 const CLIENT_ADDRESS_HEADER: &str = "cf-connecting-ip";
-/// How often an isolate pulls the revocation feed into the shared deny-list.
-const REVOCATION_SYNC_MS: u64 = 5_000;
 
 type WorkerPipeline = Pipeline<DurableRates, DurableState, FetchUpstream>;
 
@@ -30,8 +30,8 @@ struct Gateway {
     audit: Arc<BufferedAudit>,
     /// The webhook as an upstream, when one is configured.
     webhook: Option<FetchUpstream>,
-    /// When this isolate last started a revocation sync (ms).
-    last_sync_ms: Cell<u64>,
+    /// The upkeep schedule, with what this isolate has seen of its last runs.
+    upkeep: Upkeep,
 }
 
 thread_local! {
@@ -68,7 +68,7 @@ fn gateway(env: &Env) -> Result<Rc<Gateway>, String> {
         pipeline,
         audit,
         webhook,
-        last_sync_ms: Cell::new(0),
+        upkeep: Upkeep::default(),
     });
     GATEWAY.with(|g| *g.borrow_mut() = Some(gateway.clone()));
     Ok(gateway)
@@ -101,6 +101,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
         headers,
         client_ip,
     };
+    log_failures(gateway.upkeep.run_overdue(&gateway.pipeline).await);
     let mut body = WorkerBody::new(request);
     let response = gateway.pipeline.handle(edge_request, &mut body).await;
     body.discard().await;
@@ -108,17 +109,10 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
     into_worker(response)
 }
 
-/// Hands the buffered audit events, and a revocation sync when one is due, to `wait_until`.
+/// Hands the buffered audit events and the upkeep that is due to `wait_until`.
 fn after_response(gateway: &Rc<Gateway>, ctx: &Context) {
     let now_ms = gateway.pipeline.clock().now_ms();
-    let sync_due = now_ms.saturating_sub(gateway.last_sync_ms.get()) >= REVOCATION_SYNC_MS;
-    if sync_due {
-        gateway.last_sync_ms.set(now_ms);
-    }
     let events = gateway.audit.take();
-    if events.is_empty() && !sync_due {
-        return;
-    }
     let gateway = gateway.clone();
     ctx.wait_until(async move {
         if !events.is_empty() {
@@ -140,10 +134,16 @@ fn after_response(gateway: &Rc<Gateway>, ctx: &Context) {
                 worker::console_warn!("audit webhook refused a batch");
             }
         }
-        if sync_due && let Err(error) = gateway.pipeline.sync_revocations().await {
-            worker::console_warn!("revocation sync failed: {error}");
-        }
+        log_failures(gateway.upkeep.run_due(&gateway.pipeline).await);
     });
+}
+
+fn log_failures(outcomes: Vec<TaskOutcome>) {
+    for outcome in outcomes {
+        if let Err(error) = outcome.result {
+            worker::console_warn!("edge upkeep ({}) failed: {error}", outcome.task.name());
+        }
+    }
 }
 
 /// The answer while the Worker's settings are missing or invalid: 503, no detail.
