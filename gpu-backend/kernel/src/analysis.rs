@@ -1,7 +1,7 @@
 //! The `analysis` job: an uploaded image, its options and the rules to evaluate on it.
 
 use serde::{Deserialize, Serialize};
-use shared::body::AnalysisOptions;
+use shared::body::{AnalysisOptions, StoredRule};
 
 /// The job kind the mug detector runs.
 pub const ANALYSIS_KIND: &str = "analysis";
@@ -18,13 +18,5 @@ pub struct AnalysisJob {
     pub options: AnalysisOptions,
     /// The rules to evaluate, as they were when the job was queued.
     #[serde(default)]
-    pub rules: Vec<JobRule>,
-}
-
-/// A rule in a job: its id and definition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobRule {
-    pub id: String,
-    pub rule: shared::body::RuleDefinition,
+    pub rules: Vec<StoredRule>,
 }

@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The parameters a request may override (`algorithm_params`): the request body's type, whose
+/// ranges ([`shared::body::points::ranges`]) the algorithm checks again.
+pub use shared::body::AlgorithmOverrides;
+
 /// The job kind the NCS kernel runs.
 pub const NCS_KIND: &str = "ncs";
 
@@ -15,16 +19,25 @@ pub struct NcsJob {
     pub overrides: AlgorithmOverrides,
 }
 
-/// The parameters a request may override (`algorithm_params`), each within its NCS.md range.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlgorithmOverrides {
-    /// 0.1–0.95.
-    pub base_threshold: Option<f32>,
-    /// 0.01–0.3.
-    pub learning_rate: Option<f32>,
-    /// 5–1000.
-    pub max_clusters: Option<usize>,
-    /// 0.1–0.9.
-    pub outlier_threshold: Option<f32>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_queued_with_f32_overrides_and_nulls_still_parse() {
+        // The payload as jobs were queued before the overrides became the request body's type.
+        let queued = r#"{"stream":"s","points":[[1.0]],"overrides":
+            {"base_threshold":0.5,"learning_rate":null,"max_clusters":50,"outlier_threshold":null}}"#;
+        let job: NcsJob = serde_json::from_str(queued).unwrap();
+        assert_eq!(
+            job.overrides,
+            AlgorithmOverrides {
+                base_threshold: Some(0.5),
+                max_clusters: Some(50),
+                ..AlgorithmOverrides::default()
+            }
+        );
+        let unknown = r#"{"stream":"s","points":[],"overrides":{"decay_rate":0.5}}"#;
+        assert!(serde_json::from_str::<NcsJob>(unknown).is_err());
+    }
 }

@@ -15,11 +15,11 @@ use shared::body::rules::ActionKind;
 
 use super::positioning::{Point, PositionKey, Positioning};
 use super::postprocess::Thresholds;
-use super::rules::{Evaluation, StoredRule, evaluate_analysis};
+use super::rules::{Evaluation, evaluate_analysis};
 use super::{Analysis, AnalyzeOptions, Detector, MugError, Upload};
 use kernel::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult, device_name, refusal};
 
-pub use kernel::analysis::{ANALYSIS_KIND, AnalysisJob, JobRule};
+pub use kernel::analysis::{ANALYSIS_KIND, AnalysisJob};
 
 /// Images one batch takes: those whose inputs have the same shape share one forward pass.
 pub const MAX_BATCH: usize = 8;
@@ -113,16 +113,8 @@ fn outcome(parsed: &Parsed, analysis: Result<Analysis, MugError>) -> KernelResul
         }
         Err(e) => return Err(KernelError::Failed(e.to_string())),
     };
-    let rules: Vec<StoredRule> = parsed
-        .request
-        .rules
-        .iter()
-        .map(|r| StoredRule {
-            id: r.id.clone(),
-            rule: r.rule.clone(),
-        })
-        .collect();
-    let evaluation = evaluate_analysis(&rules, &analysis);
+    let rules = &parsed.request.rules;
+    let evaluation = evaluate_analysis(rules, &analysis);
     Ok(JobOutput::result(result_json(
         &analysis,
         &evaluation,

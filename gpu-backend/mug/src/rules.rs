@@ -1,7 +1,8 @@
 //! Placement rules evaluated against the facts of an analysis: conditions on dotted fields,
 //! actions that alert, reject or suggest an adjustment, in priority order.
 //!
-//! The rule bodies are those of the API ([`shared::body::rules`]). Facts are a JSON object; an
+//! The rule bodies are those of the API ([`shared::body::rules`]), each under its id as a
+//! [`StoredRule`] (the type the store and the `analysis` job hold too). Facts are a JSON object; an
 //! analysis gives one fact set per mug (see [`mug_facts`]), so a rule about a mug's position is
 //! tested against every mug, not only the first.
 
@@ -11,16 +12,9 @@ use shared::body::rules::{
     ActionKind, ConditionOperator, RuleAction, RuleCondition, RuleDefinition,
 };
 
-use super::Analysis;
+pub use shared::body::rules::StoredRule;
 
-/// A rule with the id it is stored under.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredRule {
-    /// The rule's id.
-    pub id: String,
-    /// The rule itself.
-    pub rule: RuleDefinition,
-}
+use super::Analysis;
 
 /// One rule that matched one fact set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,8 +31,11 @@
 use candle_core::{Device, Tensor};
 use thiserror::Error;
 
-use super::exact::{CentroidSearch, StreamState, cosine, dist2_dot};
-use super::{NcsError, NcsStream, PointResult};
+use crate::exact::NcsStream;
+use crate::lanes::{cosine, dist2_dot};
+use crate::point::{NcsError, PointResult};
+use crate::search::CentroidSearch;
+use crate::state::StreamState;
 
 /// Points scored by one matrix product, unless changed with [`BatchedNcs::with_chunk_size`].
 pub const DEFAULT_CHUNK: usize = 256;

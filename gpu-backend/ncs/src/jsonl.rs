@@ -7,8 +7,10 @@ use std::time::Instant;
 use candle_core::Device;
 use thiserror::Error;
 
-use super::batched::{BatchError, BatchedNcs, DEFAULT_CHUNK};
-use super::{AlgorithmParams, NcsError, NcsStream, PointResult};
+use crate::batched::{BatchError, BatchedNcs, DEFAULT_CHUNK};
+use crate::exact::NcsStream;
+use crate::params::AlgorithmParams;
+use crate::point::{NcsError, PointResult};
 
 /// Which kernel processes the points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

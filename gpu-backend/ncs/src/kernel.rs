@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::exact::NcsStream;
-use super::params::AlgorithmParams;
-use super::ring::ScalarRing;
-use super::{BatchedNcs, Mode, PointResult};
+use crate::batched::{BatchError, BatchedNcs};
+use crate::exact::NcsStream;
+use crate::jsonl::Mode;
+use crate::params::{AlgorithmParams, overrides_agree};
+use crate::point::PointResult;
+use crate::ring::ScalarRing;
 use kernel::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult, device_name, refusal};
 
 pub use crate::record::StreamRecord;
@@ -46,7 +48,7 @@ impl NcsKernel {
                     NcsStream::new(params).map_err(|e| KernelError::Invalid(e.to_string()))?;
                 StreamRecord {
                     stream,
-                    overrides: request.overrides.clone(),
+                    overrides: request.overrides,
                     processing_secs: 0.0,
                     jobs: 0,
                     latencies_us: ScalarRing::new(LATENCY_WINDOW),
@@ -55,7 +57,7 @@ impl NcsKernel {
         };
         if job.partition_state.is_some()
             && request.overrides != AlgorithmOverrides::default()
-            && request.overrides != record.overrides
+            && !overrides_agree(&request.overrides, &record.overrides)
         {
             return refusal(
                 shared::ErrorCode::Conflict,
@@ -98,12 +100,10 @@ impl NcsKernel {
                 let mut batched = BatchedNcs::new(record.stream.clone(), self.device.clone());
                 if let Err(e) = batched.process_batch(&request.points, &mut results) {
                     return match e {
-                        super::BatchError::Point { index, source } => {
+                        BatchError::Point { index, source } => {
                             refusal(source.code(), format!("point {index}: {source}"))
                         }
-                        super::BatchError::Device(e) => {
-                            Err(KernelError::Failed(format!("device: {e}")))
-                        }
+                        BatchError::Device(e) => Err(KernelError::Failed(format!("device: {e}"))),
                     };
                 }
                 record.stream = batched.into_stream();

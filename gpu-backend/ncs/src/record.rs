@@ -32,3 +32,36 @@ impl StreamRecord {
         values.get(rank.min(values.len() - 1)).copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::AlgorithmParams;
+
+    #[test]
+    fn records_saved_with_f32_overrides_and_nulls_still_load() {
+        let mut stream = NcsStream::new(AlgorithmParams::default()).unwrap();
+        stream.process(&[1.0, 2.0]).unwrap();
+        let mut latencies = ScalarRing::new(4);
+        latencies.push(3.0);
+        // The shape records were saved in while the overrides were f32 with explicit nulls.
+        let saved = serde_json::json!({
+            "stream": stream,
+            "overrides": {
+                "base_threshold": 0.5,
+                "learning_rate": null,
+                "max_clusters": 40,
+                "outlier_threshold": null
+            },
+            "processing_secs": 0.25,
+            "jobs": 1,
+            "latencies_us": latencies,
+        });
+        let record: StreamRecord = serde_json::from_value(saved).unwrap();
+        assert_eq!(record.overrides.base_threshold, Some(0.5));
+        assert_eq!(record.overrides.max_clusters, Some(40));
+        assert_eq!(record.overrides.learning_rate, None);
+        assert_eq!(record.stream.stats().points_processed, 1);
+        assert_eq!(record.latency_percentile(50.0), Some(3.0));
+    }
+}

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::lanes::mean_std;
+
 /// The last `capacity` scalars pushed. Statistics run over the storage order, which is part of
 /// the serialized state, so a restored ring computes bit-identical results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,34 +60,6 @@ impl ScalarRing {
     pub fn mean_std(&self) -> (f32, f32) {
         mean_std(&self.values)
     }
-}
-
-/// Population mean and standard deviation of `values`, two-pass; `(0, 0)` when empty. Sums run
-/// in eight interleaved lanes so they vectorize.
-pub fn mean_std(values: &[f32]) -> (f32, f32) {
-    if values.is_empty() {
-        return (0.0, 0.0);
-    }
-    let n = values.len() as f32;
-    let mean = lane_sum(values, |v| v) / n;
-    let var = lane_sum(values, |v| (v - mean) * (v - mean)) / n;
-    (mean, var.sqrt())
-}
-
-fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    use super::exact::LANES;
-    let mut acc = [0.0f32; LANES];
-    let (chunks, rest) = values.as_chunks::<LANES>();
-    for chunk in chunks {
-        for i in 0..LANES {
-            acc[i] += f(chunk[i]);
-        }
-    }
-    let mut sum = super::exact::fold_lanes(&acc);
-    for v in rest {
-        sum += f(*v);
-    }
-    sum
 }
 
 /// The last `capacity` points pushed, stored row by row in one flat buffer.

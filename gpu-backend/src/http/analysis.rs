@@ -28,7 +28,7 @@ use super::{SharedState, page};
 use crate::store::analyses::{AnalysisRecord, Deleted, NewAnalysis};
 use crate::store::jobs::{JobState, NewJob};
 use crate::store::now_ms;
-use kernel::analysis::{ANALYSIS_KIND, AnalysisJob, JobRule};
+use kernel::analysis::{ANALYSIS_KIND, AnalysisJob};
 use kernel::job_refusal;
 
 /// Identical requests within this long share one result.
@@ -137,15 +137,12 @@ pub async fn submit(
     }
     let upload = AnalysisUpload::parse(content_type, &body)?;
     let owner = caller.principal.subject.clone();
-    let rules: Vec<JobRule> = state
+    let rules: Vec<_> = state
         .store
         .rules_of(&owner, upload.options.rules_context.as_deref())
         .await?
         .into_iter()
-        .map(|r| JobRule {
-            id: r.id,
-            rule: r.rule,
-        })
+        .map(|r| r.stored)
         .collect();
     let options =
         serde_json::to_value(&upload.options).map_err(internal("serializing analysis options"))?;

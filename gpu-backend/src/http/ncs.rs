@@ -19,7 +19,6 @@ use super::gate::Caller;
 use super::jobs::wait_for_job;
 use crate::store::jobs::{JobState, NewJob};
 use kernel::job_refusal;
-use kernel::ncs::AlgorithmOverrides;
 use kernel::ncs::{NCS_KIND, NcsJob};
 use ncs::StreamRecord;
 
@@ -60,16 +59,7 @@ pub async fn process_points(
         .stream
         .clone()
         .unwrap_or_else(|| DEFAULT_STREAM.to_owned());
-    let overrides = request
-        .algorithm_params
-        .as_ref()
-        .map(|p| AlgorithmOverrides {
-            base_threshold: p.base_threshold.map(|v| v as f32),
-            learning_rate: p.learning_rate.map(|v| v as f32),
-            max_clusters: p.max_clusters.map(|v| v as usize),
-            outlier_threshold: p.outlier_threshold.map(|v| v as f32),
-        })
-        .unwrap_or_default();
+    let overrides = request.algorithm_params.unwrap_or_default();
     let payload = NcsJob {
         stream: stream.clone(),
         points: request

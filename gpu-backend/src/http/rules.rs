@@ -125,7 +125,7 @@ pub async fn create(
     Ok(with_location(
         StatusCode::CREATED,
         rule_view(&record, &caller),
-        &record.id,
+        &record.stored.id,
     ))
 }
 
@@ -208,7 +208,7 @@ async fn evaluate_rules(
                 if &record.owner != owner {
                     return Err(missing());
                 }
-                rules.push(record.to_stored());
+                rules.push(record.stored);
             }
             rules
         }
@@ -216,8 +216,8 @@ async fn evaluate_rules(
             .store
             .rules_of(owner, None)
             .await?
-            .iter()
-            .map(RuleRecord::to_stored)
+            .into_iter()
+            .map(|record| record.stored)
             .collect(),
     };
     let facts = fact_sets(&request.context);
@@ -268,11 +268,11 @@ pub async fn natural_language(
             .await
             .map_err(too_many)?;
         let mut body = draft;
-        body["id"] = json!(record.id);
+        body["id"] = json!(record.stored.id);
         body["saved"] = json!(true);
         body["rule"] = serde_json::to_value(&record).unwrap_or_default();
         body["request_id"] = json!(caller.request_id);
-        return Ok(with_location(StatusCode::CREATED, body, &record.id));
+        return Ok(with_location(StatusCode::CREATED, body, &record.stored.id));
     }
     let mut body = draft;
     body["saved"] = json!(false);

@@ -1,8 +1,9 @@
-//! Placement rules, each owned by one principal. The definition is stored as the JSON of the API
-//! ([`RuleDefinition`]); its context and priority are also columns, to filter and order by.
+//! Placement rules, each owned by one principal. A row holds a [`StoredRule`]: its id, and its
+//! definition as the JSON of the API ([`RuleDefinition`]); the definition's context and priority
+//! are also columns, to filter and order by.
 
-use serde::Serialize;
-use shared::body::{RuleDefinition, RulePatch};
+use serde::{Serialize, Serializer};
+use shared::body::{RuleDefinition, RulePatch, StoredRule};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -11,24 +12,37 @@ use super::{Store, StoreError, StoreResult, now_ms};
 /// Most rules one owner may keep.
 pub const MAX_RULES_PER_OWNER: i64 = 1_000;
 
-/// A stored rule.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A stored rule with its owner and times.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleRecord {
-    pub id: String,
+    /// The id and the definition, as the rules engine and the `analysis` job take them.
+    pub stored: StoredRule,
     pub owner: String,
-    #[serde(flatten)]
-    pub rule: RuleDefinition,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
 
-impl RuleRecord {
-    /// The rule as the rules engine takes it.
-    pub fn to_stored(&self) -> mug::rules::StoredRule {
-        mug::rules::StoredRule {
-            id: self.id.clone(),
-            rule: self.rule.clone(),
+/// On the wire (the rule routes, the GDPR export) a record is one flat object: `id`, `owner`,
+/// the definition's fields and the two times.
+impl Serialize for RuleRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Flat<'a> {
+            id: &'a str,
+            owner: &'a str,
+            #[serde(flatten)]
+            rule: &'a RuleDefinition,
+            created_at_ms: i64,
+            updated_at_ms: i64,
         }
+        Flat {
+            id: &self.stored.id,
+            owner: &self.owner,
+            rule: &self.stored.rule,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+        }
+        .serialize(serializer)
     }
 }
 
@@ -48,10 +62,12 @@ const RULE_COLUMNS: &str = "id, owner, definition, created_at_ms, updated_at_ms"
 fn rule_from_row(row: &AnyRow) -> StoreResult<RuleRecord> {
     let definition: String = row.try_get("definition")?;
     Ok(RuleRecord {
-        id: row.try_get("id")?,
+        stored: StoredRule {
+            id: row.try_get("id")?,
+            rule: serde_json::from_str(&definition)
+                .map_err(|_| StoreError::Corrupt("rule definition".into()))?,
+        },
         owner: row.try_get("owner")?,
-        rule: serde_json::from_str(&definition)
-            .map_err(|_| StoreError::Corrupt("rule definition".into()))?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -75,16 +91,18 @@ impl Store {
         }
         let now = now_ms();
         let record = RuleRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            stored: StoredRule {
+                id: uuid::Uuid::now_v7().to_string(),
+                rule: rule.clone(),
+            },
             owner: owner.to_owned(),
-            rule: rule.clone(),
             created_at_ms: now,
             updated_at_ms: now,
         };
         sqlx::query(
             "INSERT INTO rules (id, owner, context, priority, definition, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
-        .bind(&record.id)
+        .bind(&record.stored.id)
         .bind(owner)
         .bind(rule.context.as_deref())
         .bind(i64::from(rule.priority))
@@ -187,7 +205,7 @@ impl Store {
         let Some(mut record) = row.as_ref().map(rule_from_row).transpose()? else {
             return Ok(None);
         };
-        let rule = &mut record.rule;
+        let rule = &mut record.stored.rule;
         let patch = patch.clone();
         if let Some(name) = patch.name {
             rule.name = name;
@@ -217,9 +235,9 @@ impl Store {
         sqlx::query(
             "UPDATE rules SET context = $1, priority = $2, definition = $3, updated_at_ms = $4 WHERE id = $5",
         )
-        .bind(record.rule.context.as_deref())
-        .bind(i64::from(record.rule.priority))
-        .bind(definition_json(&record.rule))
+        .bind(record.stored.rule.context.as_deref())
+        .bind(i64::from(record.stored.rule.priority))
+        .bind(definition_json(&record.stored.rule))
         .bind(record.updated_at_ms)
         .bind(id)
         .execute(&mut *tx)
@@ -235,5 +253,36 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_serializes_flat_with_its_definition_beside_id_and_owner() {
+        let rule: RuleDefinition = serde_json::from_value(serde_json::json!({
+            "name": "Mug left",
+            "conditions": [{"field": "position_key", "operator": "==", "value": "left"}],
+            "actions": [{"action": "alert", "message": "Move it"}],
+        }))
+        .unwrap();
+        let record = RuleRecord {
+            stored: StoredRule {
+                id: "r1".into(),
+                rule,
+            },
+            owner: "ana".into(),
+            created_at_ms: 1,
+            updated_at_ms: 2,
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["id"], "r1");
+        assert_eq!(json["owner"], "ana");
+        assert_eq!(json["name"], "Mug left");
+        assert_eq!(json["priority"], 100);
+        assert_eq!(json["updated_at_ms"], 2);
+        assert!(json.get("rule").is_none() && json.get("stored").is_none());
     }
 }
