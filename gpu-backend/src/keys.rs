@@ -78,6 +78,39 @@ impl TokenKeyRing {
             .last()
             .expect("a key was just pushed; this is a bug"))
     }
+
+    /// Whether the ring holds the key `kid`.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid == kid)
+    }
+
+    /// Removes the key `kid` for good: its public key leaves the JWKS at once and its seed is
+    /// gone. When it was the key that signs, a fresh key takes its place first, so issuing goes
+    /// on. Returns the fresh key's kid, if one was made.
+    pub fn revoke(&mut self, kid: &str, now_ms: i64) -> anyhow::Result<Option<String>> {
+        let replacement = if self.current().is_some_and(|k| k.kid == kid) {
+            let key = new_token_key(now_ms)?;
+            let fresh = key.kid.clone();
+            self.keys.push(key);
+            Some(fresh)
+        } else {
+            None
+        };
+        self.keys.retain(|k| k.kid != kid);
+        Ok(replacement)
+    }
+
+    /// The ring without the keys named in `revoked`.
+    pub fn without(&self, revoked: &[String]) -> TokenKeyRing {
+        TokenKeyRing {
+            keys: self
+                .keys
+                .iter()
+                .filter(|k| !revoked.contains(&k.kid))
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 use shared::signing::key_list::parse_key_list;
@@ -332,9 +365,91 @@ pub fn rotate_key_files(data_dir: &Path, edge: bool, seal: bool) -> anyhow::Resu
     Ok(report)
 }
 
+/// What [`revoke_key_file`] did to the token key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFileRevocation {
+    /// Whether the file held the key.
+    pub removed: bool,
+    /// The key that signs from now on, when the revoked key was the one signing.
+    pub new_signing_kid: Option<String>,
+}
+
+/// `h200 keys revoke` on the key file: removes the token key `kid` (see
+/// [`TokenKeyRing::revoke`]). A running backend picks the change up within 5 s, or at once when
+/// it next issues a token. Recording the revocation for the edges is the caller's part.
+pub fn revoke_key_file(data_dir: &Path, kid: &str) -> anyhow::Result<KeyFileRevocation> {
+    let paths = KeyPaths::new(data_dir);
+    let now = crate::store::now_ms();
+    BackendKeys::load_or_generate(data_dir, &KeyOverrides::default(), now)?;
+    let mut ring: TokenKeyRing = read_json(&paths.token())?.unwrap_or_default();
+    if !ring.contains(kid) {
+        return Ok(KeyFileRevocation {
+            removed: false,
+            new_signing_kid: None,
+        });
+    }
+    let new_signing_kid = ring.revoke(kid, now)?;
+    write_private_json(&paths.token(), &ring)?;
+    Ok(KeyFileRevocation {
+        removed: true,
+        new_signing_kid,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revoking_the_signing_key_puts_a_fresh_one_in_its_place() {
+        let mut ring = TokenKeyRing::default();
+        ring.rotate(0).unwrap();
+        let old = ring.current().unwrap().kid.clone();
+        ring.rotate(10_000).unwrap();
+        let signing = ring.current().unwrap().kid.clone();
+
+        assert_eq!(ring.revoke(&old, 20_000).unwrap(), None, "a retired key");
+        assert!(!ring.contains(&old));
+        assert_eq!(ring.current().unwrap().kid, signing);
+
+        let fresh = ring
+            .revoke(&signing, 30_000)
+            .unwrap()
+            .expect("a new signing key");
+        assert_ne!(fresh, signing);
+        assert_eq!(ring.current().unwrap().kid, fresh);
+        let published: Vec<&str> = ring.published(30_000).map(|k| k.kid.as_str()).collect();
+        assert_eq!(
+            published,
+            vec![fresh.as_str()],
+            "the revoked keys are not published"
+        );
+        assert_eq!(ring.revoke("no-such-kid", 40_000).unwrap(), None);
+        assert_eq!(ring.keys.len(), 1);
+    }
+
+    #[test]
+    fn revoking_a_key_rewrites_the_key_file() {
+        let dir = tempdir();
+        let (keys, _) = BackendKeys::load_or_generate(&dir, &KeyOverrides::default(), 0).unwrap();
+        let kid = keys.token.current().unwrap().kid.clone();
+        assert_eq!(
+            revoke_key_file(&dir, "k-unknown").unwrap(),
+            KeyFileRevocation {
+                removed: false,
+                new_signing_kid: None
+            }
+        );
+        let done = revoke_key_file(&dir, &kid).unwrap();
+        assert!(done.removed);
+        let ring: TokenKeyRing = read_json(&KeyPaths::new(&dir).token()).unwrap().unwrap();
+        assert!(!ring.contains(&kid));
+        assert_eq!(
+            Some(ring.current().unwrap().kid.clone()),
+            done.new_signing_kid
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn first_start_generates_private_files_and_second_start_reuses_them() {

@@ -1,7 +1,7 @@
 //! Starting the backend: open the store, load or generate keys, serve until told to stop.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,21 +9,20 @@ use anyhow::Context;
 use shared::signing::{MessageSigningKey, SignatureVerifier};
 use shared::token::TokenPolicy;
 
-use crate::auth::tokens::TokenIssuer;
+use crate::auth::token_keys::{self, TokenKeyFile};
 use crate::config::BackendConfig;
 use crate::http::{self, AppState, SharedState};
-use crate::keys::{BackendKeys, EdgeKeyRing, KeyPaths, TokenKeyRing, read_json};
+use crate::keys::{BackendKeys, EdgeKeyRing};
 use crate::queue::Kernels;
 use crate::store::{Store, now_ms};
 
-/// How often the token key file is checked for a rotation.
+/// How often the token key file and the revoked signing keys are checked for a change.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A backend ready to serve: its state and where it listens.
 pub struct Backend {
     pub state: SharedState,
     pub listener: tokio::net::TcpListener,
-    data_dir: PathBuf,
     /// Workers to start inside this process.
     workers: usize,
     /// What those workers run.
@@ -58,7 +57,12 @@ impl Backend {
             tracing::info!(path = %path.display(), "generated a missing key file");
         }
         let policy = TokenPolicy::new(config.token_issuer.clone(), config.token_audience.clone());
-        let tokens = TokenIssuer::new(policy, &keys.token, now_ms())?;
+        let revoked = store
+            .revoked_key_ids()
+            .await
+            .context("reading the revoked signing keys")?;
+        let tokens = token_keys::issuer(policy, &keys.token, &revoked, now_ms())?;
+        let token_key_file = TokenKeyFile::new(&config.data_dir, revoked);
         let mut state = AppState::new(
             store,
             tokens,
@@ -68,6 +72,7 @@ impl Backend {
             keys.seal,
         );
         state.retain_images = config.retain_images;
+        state.token_key_file = Some(token_key_file);
         let state = Arc::new(state);
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -75,7 +80,6 @@ impl Backend {
         Ok(Backend {
             state,
             listener,
-            data_dir: config.data_dir.clone(),
             workers: config.workers,
             kernels,
             database_url: config.database_url.clone(),
@@ -93,7 +97,7 @@ impl Backend {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let reload = tokio::spawn(reload_token_keys(self.state.clone(), self.data_dir.clone()));
+        let reload = tokio::spawn(reload_token_keys(self.state.clone()));
         let (stop_workers, workers) = crate::queue::spawn_local_workers(
             &self.state.store,
             self.workers,
@@ -122,40 +126,18 @@ impl Backend {
     }
 }
 
-/// Picks up `h200 keys rotate` without a restart.
-async fn reload_token_keys(state: SharedState, data_dir: PathBuf) {
-    let path = KeyPaths::new(&data_dir).token();
-    let mut last_modified = modified(&path);
+/// Picks up `h200 keys rotate` and `h200 keys revoke` without a restart.
+async fn reload_token_keys(state: SharedState) {
     loop {
         tokio::time::sleep(KEY_RELOAD_INTERVAL).await;
-        let now = modified(&path);
-        if now == last_modified {
-            continue;
-        }
-        last_modified = now;
-        match read_json::<TokenKeyRing>(&path) {
-            Ok(Some(ring)) => {
-                let policy = state.tokens().policy().clone();
-                match TokenIssuer::new(policy, &ring, now_ms()) {
-                    Ok(issuer) => {
-                        *state.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(issuer);
-                        tracing::info!("token keys reloaded");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "token key file is invalid; keeping the old keys")
-                    }
-                }
-            }
-            Ok(None) => tracing::warn!("token key file disappeared; keeping the old keys"),
+        match token_keys::reload(&state, false).await {
+            Ok(true) => tracing::info!("token keys reloaded"),
+            Ok(false) => {}
             Err(e) => {
-                tracing::error!(error = %e, "token key file is unreadable; keeping the old keys")
+                tracing::error!(error = %e, "token keys could not be reloaded; keeping the old keys")
             }
         }
     }
-}
-
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -6,7 +6,9 @@ use common::{Backend, TestDatabase};
 use gpu_backend::store::tokens::RefreshUse;
 use gpu_backend::store::users::NewUser;
 use gpu_backend::store::{StoreError, audit::AuditFilter};
+use shared::ErrorCode;
 use shared::audit::{AuditEvent, AuditEventType, AuditSource};
+use shared::revocation::{EVERY_TOKEN, RevocationKind, RevokedTarget, TokenFacts};
 
 async fn users_and_password_history(backend: Backend) {
     let db = TestDatabase::new(backend).await;
@@ -130,34 +132,132 @@ async fn refresh_rotation_and_reuse(backend: Backend) {
         store.use_refresh_token("nope").await.unwrap(),
         RefreshUse::Invalid
     );
+}
+on_both_stores!(refresh, refresh_rotation_and_reuse);
+
+fn facts<'a>(jti: &'a str, kid: &'a str, sub: &'a str, issued_at_secs: u64) -> TokenFacts<'a> {
+    TokenFacts {
+        token_id: jti,
+        key_id: kid,
+        subject: sub,
+        issued_at_secs,
+    }
+}
+
+async fn deny_list_of_every_kind(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let far = gpu_backend::store::now_ms() + 60_000;
+    let target = |kind, id: &str| RevokedTarget {
+        kind,
+        id: id.to_owned(),
+    };
 
     store.revoke_token("j1", far).await.unwrap();
     store.revoke_token("j1", far).await.unwrap();
-    assert!(store.is_token_revoked("j1").await.unwrap());
-    assert!(!store.is_token_revoked("j2").await.unwrap());
-    let listed = store.revoked_tokens_since(0, 10).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].jti, "j1");
+    let token = facts("j1", "k1", "u1", 100);
+    let refusal = |cutoffs: Vec<Option<u64>>| token.refusal(&cutoffs);
+    assert_eq!(
+        refusal(store.denials(&token).await.unwrap()),
+        Some(ErrorCode::RevokedToken)
+    );
+    assert_eq!(
+        store.denials(&facts("j2", "k1", "u1", 100)).await.unwrap(),
+        vec![None, None, None]
+    );
+
+    store
+        .revoke(&target(RevocationKind::SigningKey, "k1"), None, far)
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(store.denials(&token).await.unwrap()),
+        Some(ErrorCode::RevokedKey)
+    );
+    assert_eq!(
+        store.revoked_key_ids().await.unwrap(),
+        vec!["k1".to_owned()]
+    );
+
+    // A subject's cut-off only ever moves later.
+    let subject = target(RevocationKind::Subject, "u2");
+    store.revoke(&subject, Some(200_000), far).await.unwrap();
+    store.revoke(&subject, Some(150_000), far).await.unwrap();
+    let cutoffs = store.denials(&facts("j3", "k2", "u2", 199)).await.unwrap();
+    assert_eq!(cutoffs, vec![None, Some(200_000), None]);
+    assert_eq!(
+        facts("j3", "k2", "u2", 199).refusal(&cutoffs),
+        Some(ErrorCode::RevokedToken)
+    );
+    assert_eq!(facts("j4", "k2", "u2", 200).refusal(&cutoffs), None);
+
+    let listed = store.revocations_since(0, 10).await.unwrap();
+    let keys: Vec<String> = listed.iter().map(|r| r.target.deny_key()).collect();
+    assert_eq!(keys, ["jti:j1", "kid:k1", "sub:u2"]);
+    assert_eq!(listed[2].issued_before_ms, Some(200_000));
+    assert_eq!(listed[1].cutoff_ms(), EVERY_TOKEN);
 
     // A page never ends inside a millisecond: all entries of the last one come along.
-    for jti in ["m1", "m2", "m3"] {
+    for (kind, id) in [("jti", "m1"), ("kid", "m2"), ("sub", "m3")] {
         sqlx::query(
-            "INSERT INTO revoked_tokens (jti, expires_at_ms, revoked_at_ms) VALUES ($1, $2, 1000)",
+            "INSERT INTO revocations (kind, target, expires_at_ms, revoked_at_ms) VALUES ($1, $2, $3, 1000)",
         )
-        .bind(jti)
+        .bind(kind)
+        .bind(id)
         .bind(far)
         .execute(store.pool())
         .await
         .unwrap();
     }
-    let page = store.revoked_tokens_since(0, 2).await.unwrap();
-    let jtis: Vec<&str> = page.iter().map(|r| r.jti.as_str()).collect();
-    assert_eq!(jtis, ["m1", "m2", "m3"]);
+    let page = store.revocations_since(0, 2).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|r| r.target.id.as_str()).collect();
+    assert_eq!(ids, ["m1", "m2", "m3"]);
     // A reader that already passed a millisecond still sees entries from just before it.
-    let again = store.revoked_tokens_since(1000 + 4_000, 10).await.unwrap();
-    assert!(again.iter().any(|r| r.jti == "m2"));
+    let again = store.revocations_since(1000 + 4_000, 10).await.unwrap();
+    assert!(again.iter().any(|r| r.target.id == "m2"));
+
+    sqlx::query("UPDATE revocations SET expires_at_ms = 1 WHERE target = 'm1'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.prune_revocations().await.unwrap(), 1);
 }
-on_both_stores!(refresh, refresh_rotation_and_reuse);
+on_both_stores!(deny_list, deny_list_of_every_kind);
+
+/// The deny-list entries of a database migrated before version 4 move to the one table.
+async fn jti_entries_survive_the_move_to_one_table(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    let far = gpu_backend::store::now_ms() + 60_000;
+    sqlx::query("DROP TABLE revocations")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    for statement in [
+        "CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, expires_at_ms BIGINT NOT NULL, revoked_at_ms BIGINT NOT NULL)",
+        "DELETE FROM schema_migrations WHERE version = 4",
+    ] {
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, expires_at_ms, revoked_at_ms) VALUES ('old', $1, 5)",
+    )
+    .bind(far)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let store = db.store().await;
+    let token = facts("old", "k", "u", 1);
+    assert_eq!(
+        token.refusal(&store.denials(&token).await.unwrap()),
+        Some(ErrorCode::RevokedToken)
+    );
+}
+on_both_stores!(
+    deny_list_migration,
+    jti_entries_survive_the_move_to_one_table
+);
 
 fn event(kind: AuditEventType, ms: u64, seed: u8, principal: &str) -> AuditEvent {
     let mut e = AuditEvent::new(kind, AuditSource::Edge, ms, [seed; 10]);

@@ -272,6 +272,15 @@ pub enum KeysCommand {
         #[arg(long, env = "H200_ROTATE_SEAL")]
         seal: bool,
     },
+    /// Revoke a token signing key at once (a compromised key): it leaves the JWKS now, the
+    /// backend refuses its tokens now and every edge within 60 s; when it was the key that
+    /// signs, a new one is made first.
+    Revoke {
+        /// The key's id (`kid`), as in the JWKS and in `keys/token-signing.json`.
+        kid: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -54,6 +54,11 @@ impl TokenIssuer {
         &self.policy
     }
 
+    /// The `kid` of the key that signs new tokens.
+    pub fn current_kid(&self) -> &str {
+        self.current.kid()
+    }
+
     /// The JWKS document served at `/.well-known/jwks.json`.
     pub fn jwks_json(&self) -> &str {
         &self.jwks_json

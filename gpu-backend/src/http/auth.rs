@@ -21,6 +21,7 @@ use shared::totp;
 use super::SharedState;
 use super::error::{ApiError, ApiQuery, ApiResult, internal};
 use super::gate::{Caller, random_tail};
+use crate::auth::{revocation, token_keys};
 use crate::store::api_keys::ApiKeyRecord;
 use crate::store::now_ms;
 use crate::store::tokens::RefreshUse;
@@ -87,14 +88,17 @@ pub(crate) async fn audit(
     }
 }
 
-/// The token pair of a login or refresh.
-fn token_response(
+/// The token pair of a login or refresh, signed by a key that is not revoked.
+async fn token_response(
     state: &SharedState,
     user: &UserRecord,
     family: &str,
     mfa: bool,
 ) -> ApiResult<(serde_json::Value, String, u64)> {
-    let issuer = state.tokens();
+    let issuer = token_keys::signing_issuer(state).await.map_err(|error| {
+        tracing::error!(error = %error, "no token signing key to issue with");
+        ApiError::new(ErrorCode::ServiceUnavailable)
+    })?;
     let permissions = state.roles.permissions_of(&user.roles);
     let scope = permissions.to_strings();
     let now = now_secs();
@@ -194,7 +198,7 @@ pub async fn login(
     let family = uuid::Uuid::new_v4().simple().to_string();
     state.store.create_token_family(&family, &user.id).await?;
     let (body, refresh_jti, refresh_expires) =
-        token_response(&state, &user, &family, user.mfa_enabled)?;
+        token_response(&state, &user, &family, user.mfa_enabled).await?;
     state
         .store
         .record_refresh_token(
@@ -269,6 +273,11 @@ pub async fn refresh(
     let verified = issuer
         .verify(&token, TokenKind::Refresh, now_secs())
         .map_err(|e| ApiError::new(e.code()))?;
+    if let Some(code) =
+        revocation::refusal(&state.store, &revocation::verified_facts(&verified)).await?
+    {
+        return Err(ApiError::new(code));
+    }
     let family = verified
         .claims
         .family
@@ -277,7 +286,8 @@ pub async fn refresh(
     match state.store.use_refresh_token(&verified.jwt_id).await? {
         RefreshUse::Rotated { user_id, family_id } if family_id == family => {
             let user = caller_record(&state, &user_id).await?;
-            let (body, jti, expires) = token_response(&state, &user, &family, verified.claims.mfa)?;
+            let (body, jti, expires) =
+                token_response(&state, &user, &family, verified.claims.mfa).await?;
             state
                 .store
                 .record_refresh_token(&jti, &family, &user.id, expires as i64 * 1000)

@@ -20,6 +20,7 @@ use shared::signing::{CONTENT_DIGEST_HEADER, PRINCIPAL_HEADER, SignableRequest};
 
 use super::error::{ApiError, ApiResult, problem_response};
 use super::{RequestId, SharedState};
+use crate::auth::revocation;
 use crate::store::now_ms;
 
 /// Largest body the backend reads (the edge enforces tighter limits per route).
@@ -201,16 +202,18 @@ async fn admit(
     })
 }
 
-/// The deny-list and API-key revocation, checked again here (the edge's copy may be up to a
-/// minute behind).
+/// The deny-list (the token, its signing key, its subject) and API-key revocation, checked
+/// again here (the edge's copy may be up to a minute behind).
 async fn check_not_revoked(state: &SharedState, principal: &Principal) -> Result<(), ApiError> {
     let Some(token_id) = principal.token_id.as_deref() else {
         return Ok(());
     };
     match principal.kind {
         PrincipalKind::User => {
-            if state.store.is_token_revoked(token_id).await? {
-                return Err(ApiError::new(ErrorCode::RevokedToken));
+            if let Some(facts) = revocation::principal_facts(principal)
+                && let Some(code) = revocation::refusal(&state.store, &facts).await?
+            {
+                return Err(ApiError::new(code));
             }
         }
         PrincipalKind::ApiKey => {

@@ -25,14 +25,15 @@ pub struct RevocationQuery {
     since_ms: i64,
 }
 
-/// `GET /internal/v1/revocations?since_ms=N`: token ids revoked after N and not yet expired.
+/// `GET /internal/v1/revocations?since_ms=N`: deny-list entries (a token's `jti`, a signing
+/// key's `kid`, a subject's `sub` with its cut-off) revoked after N and not yet expired.
 pub async fn revocations(
     State(state): State<SharedState>,
     ApiQuery(query): ApiQuery<RevocationQuery>,
 ) -> ApiResult<Response> {
     let revoked = state
         .store
-        .revoked_tokens_since(query.since_ms, REVOCATION_PAGE)
+        .revocations_since(query.since_ms, REVOCATION_PAGE)
         .await?;
     Ok(Json(json!({ "revoked": revoked, "now_ms": now_ms() })).into_response())
 }

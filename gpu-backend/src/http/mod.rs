@@ -29,6 +29,7 @@ use shared::route_policy::RoutePolicy;
 use shared::signing::{MemoryNonceStore, SignatureVerifier};
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::token_keys::TokenKeyFile;
 use crate::auth::tokens::TokenIssuer;
 use crate::metrics::Metrics;
 use crate::seal::SealKeys;
@@ -41,8 +42,11 @@ const NONCE_CAPACITY: usize = 1_000_000;
 /// Everything a handler may need, shared by all requests.
 pub struct AppState {
     pub store: Store,
-    /// The token issuer; swapped whole when the key file changes (rotation).
+    /// The token issuer; swapped whole when the key file changes (rotation) or a key in it is
+    /// revoked.
     pub tokens: RwLock<Arc<TokenIssuer>>,
+    /// The key file the issuer is reloaded from; `None` when the state was built by hand.
+    pub token_key_file: Option<TokenKeyFile>,
     pub hasher: Arc<PasswordHasher>,
     pub roles: RoleSet,
     pub routes: RoutePolicy,
@@ -69,6 +73,7 @@ impl AppState {
         AppState {
             store,
             tokens: RwLock::new(Arc::new(tokens)),
+            token_key_file: None,
             hasher: Arc::new(PasswordHasher::new()),
             roles,
             routes,

@@ -6,6 +6,7 @@ pub mod analyses;
 pub mod api_keys;
 pub mod audit;
 pub mod jobs;
+pub mod revocations;
 pub mod rules;
 pub mod tokens;
 pub mod users;
@@ -204,6 +205,12 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sqlite: include_str!("migrations/0003_analysis_rules.sql"),
         postgres: include_str!("migrations/0003_analysis_rules.sql"),
+    },
+    // The deny-list of every kind (jti, kid, sub) in one table; the jti entries move over.
+    Migration {
+        version: 4,
+        sqlite: include_str!("migrations/0004_revocations.sql"),
+        postgres: include_str!("migrations/0004_revocations.sql"),
     },
 ];
 

@@ -247,6 +247,10 @@ impl TestBackend {
         principal.roles = verified.claims.roles;
         principal.token_id = Some(verified.jwt_id);
         principal.client_ip = Some("198.51.100.7".into());
+        principal.token = Some(shared::permissions::TokenStamp {
+            key_id: verified.kid,
+            issued_at: verified.issued_at,
+        });
         principal
     }
 

@@ -1,10 +1,12 @@
-//! `h200 keys rotate`: new key material beside the old.
+//! `h200 keys rotate`: new key material beside the old. `h200 keys revoke` lives in
+//! [`super::keys_revoke`].
 
 use crate::cli::KeysCommand;
 
 /// Runs `h200 keys …`.
-pub fn run(command: KeysCommand) -> anyhow::Result<()> {
+pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
+        KeysCommand::Revoke { kid, store } => super::keys_revoke::run(&kid, &store).await,
         KeysCommand::Rotate {
             data_dir,
             edge,

@@ -9,6 +9,7 @@ pub mod detector;
 pub mod dev;
 pub mod edge;
 pub mod keys;
+pub mod keys_revoke;
 pub mod ncs;
 pub mod user;
 pub mod worker;
@@ -26,7 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backend(args) => backend::run(args).await,
         Command::User(command) => user::run(command).await,
         Command::Apikey(command) => apikey::run(command).await,
-        Command::Keys(command) => keys::run(command),
+        Command::Keys(command) => keys::run(command).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Ncs { mode, input } => ncs::run(mode, input),

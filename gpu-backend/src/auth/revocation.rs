@@ -1,0 +1,62 @@
+//! The deny-list as the backend enforces it itself: the check the gate repeats for every user
+//! request and the refresh route makes for a presented refresh token, and revoking every token a
+//! subject holds. The rule is [`shared::revocation`]'s, the same one the edges apply.
+
+use shared::ErrorCode;
+use shared::permissions::{Principal, PrincipalKind};
+use shared::revocation::{RevocationKind, RevokedTarget, TokenFacts};
+use shared::token::{TokenPolicy, VerifiedToken};
+
+use crate::store::{Store, StoreResult};
+
+/// The code to refuse the token `facts` describes with when the deny-list names it (by its
+/// `jti`, its signing key or its subject), else `None`.
+pub async fn refusal(store: &Store, facts: &TokenFacts<'_>) -> StoreResult<Option<ErrorCode>> {
+    let cutoffs = store.denials(facts).await?;
+    Ok(facts.refusal(&cutoffs))
+}
+
+/// What the deny-list check needs of a user principal's access token. A principal the edge sent
+/// without its token's key and issue time is checked as if issued at time 0: any revocation of
+/// its subject refuses it.
+pub fn principal_facts(principal: &Principal) -> Option<TokenFacts<'_>> {
+    if principal.kind != PrincipalKind::User {
+        return None;
+    }
+    let stamp = principal.token.as_ref();
+    Some(TokenFacts {
+        token_id: principal.token_id.as_deref()?,
+        key_id: stamp.map_or("", |s| s.key_id.as_str()),
+        subject: &principal.subject,
+        issued_at_secs: stamp.map_or(0, |s| s.issued_at),
+    })
+}
+
+/// The facts of a token the backend verified itself (a presented refresh token).
+pub fn verified_facts(token: &VerifiedToken) -> TokenFacts<'_> {
+    TokenFacts {
+        token_id: &token.jwt_id,
+        key_id: &token.kid,
+        subject: &token.subject,
+        issued_at_secs: token.issued_at,
+    }
+}
+
+/// Revokes every token of `subject` issued before `before_ms` (unix ms), refresh tokens
+/// included, at the backend at once and at every edge within 60 s. The entry lasts as long as
+/// the longest-lived token `policy` issues.
+pub async fn revoke_subject(
+    store: &Store,
+    subject: &str,
+    before_ms: i64,
+    policy: &TokenPolicy,
+) -> StoreResult<()> {
+    let longest_ms = (policy.refresh_ttl_secs.max(policy.access_ttl_secs) + policy.leeway_secs)
+        .saturating_mul(1000);
+    let target = RevokedTarget {
+        kind: RevocationKind::Subject,
+        id: subject.to_owned(),
+    };
+    let expires = before_ms.saturating_add(i64::try_from(longest_ms).unwrap_or(i64::MAX));
+    store.revoke(&target, Some(before_ms), expires).await
+}
