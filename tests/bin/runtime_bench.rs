@@ -1,8 +1,8 @@
 //! Measures each wasm runtime's gateway against a hello-world of the same runtime, in one run on
 //! this machine: cold start (process start to the first 200) and the latency of sequential
 //! kept-alive requests, a public route (`GET /health`) and an authenticated one (`GET
-//! /api/v1/servers` with a Bearer token). Needs what the runtime tests need, plus the hello-world
-//! artifacts (`tests/runtimes/hello`). Run: `cargo run -p h200-e2e --bin runtime-bench`.
+//! /api/v1/servers` with a Bearer token). Installs and builds what the runtime tests do, plus the
+//! hello-worlds of `tests/runtimes/hello`. Run: `cargo run -p h200-e2e --bin runtime-bench`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
