@@ -70,16 +70,19 @@ fn trial(
     scenario: Scenario,
 ) -> Trial {
     let name = format!("{runtime}::{}", scenario.function);
-    if scenario.isolated {
-        let label = format!("{runtime}-{}", scenario.function);
-        return Trial::test(name, move || {
-            let system = started(start, &label)?;
-            Ok(scenario.run_against(&system.fixture, index)?)
-        });
+    let label = format!("{runtime}-{}", scenario.function);
+    let isolated = scenario.isolated;
+    let run = move |fixture: &Fixture| {
+        scenario
+            .run_against(fixture, index)
+            .map_err(|why| Failed::from(format!("{}: {why}", scenario.name)))
+    };
+    if isolated {
+        return Trial::test(name, move || run(&started(start, &label)?.fixture));
     }
     let shared = Arc::clone(shared);
     Trial::test(name, move || match shared.get() {
-        Some(Ok(system)) => Ok(scenario.run_against(&system.fixture, index)?),
+        Some(Ok(system)) => run(&system.fixture),
         Some(Err(why)) => Err(Failed::from(format!(
             "the {runtime} system did not start: {why}"
         ))),
