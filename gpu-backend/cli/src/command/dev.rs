@@ -57,7 +57,8 @@ impl std::fmt::Debug for DevArgs {
     }
 }
 
-/// Runs backend and edge until Ctrl-C or SIGTERM.
+/// Runs backend and edge until Ctrl-C or SIGTERM; then stops the edge (its buffered audit events
+/// delivered) before the backend.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let database_url = gpu_backend::store::default_sqlite_url(&args.data_dir);
     let mut config = BackendConfig::new(args.backend_addr, args.data_dir.clone(), database_url);
@@ -82,18 +83,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     println!("h200 dev: data folder {}", args.data_dir.display());
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The edge stops first and drains its audit buffer into the backend; the backend stops
+    // only once the edge is done, so no event is lost at shutdown.
+    let (stop_edge, edge_stopped) = tokio::sync::watch::channel(false);
+    let (stop_backend, backend_stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
-        let _ = stop.send(true);
+        let _ = stop_edge.send(true);
     });
     let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stop| *stop).await;
     };
-    let (backend_result, edge_result) = tokio::join!(
-        backend.serve(wait(stopped.clone())),
-        edge.serve(wait(stopped)),
-    );
+    let edge_then_backend = async move {
+        let result = edge.serve(wait(edge_stopped)).await;
+        let _ = stop_backend.send(true);
+        result
+    };
+    let (backend_result, edge_result) =
+        tokio::join!(backend.serve(wait(backend_stopped)), edge_then_backend);
     backend_result?;
     edge_result.context("serving the edge")?;
     Ok(())
