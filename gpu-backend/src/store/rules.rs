@@ -65,7 +65,7 @@ fn rule_from_row(row: &AnyRow) -> StoreResult<RuleRecord> {
         stored: StoredRule {
             id: row.try_get("id")?,
             rule: serde_json::from_str(&definition)
-                .map_err(|_| StoreError::Corrupt("rule definition".into()))?,
+                .map_err(|e| StoreError::Corrupt(format!("rule definition: {e}")))?,
         },
         owner: row.try_get("owner")?,
         created_at_ms: row.try_get("created_at_ms")?,
