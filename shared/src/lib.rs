@@ -10,14 +10,17 @@
 //! - [`permissions`]: permission strings and the two seed role sets.
 //! - [`route_policy`]: the route table (method + path pattern → permission, rate classes, body
 //!   limit) as data, with an embedded TOML default an operator can replace.
-//! - [`token`]: access-token claims and verification (EdDSA, RS256, HS256), JWKS.
+//! - [`token`]: access and refresh tokens: claims and policy, verification against a JWKS
+//!   (EdDSA, RS256, HS256), issue.
 //! - [`api_key`]: the `ncs_` key format, its stored hash and the edge's revocation check.
 //! - [`revocation`]: the deny-list entries (a token, a signing key, a subject's older tokens) of
 //!   the backend's revocation feed and the check both sides apply.
-//! - [`rate_limit`]: GCRA over a compare-and-set store, with the response header fields.
+//! - [`rate_limit`]: GCRA and the one compare-and-set loop every runtime runs (async, over any
+//!   store), with the response header fields.
 //! - [`headers`] and [`cors`]: the response hardening and the origin allow-list.
 //! - [`upload`]: magic-byte sniffing and header-only dimensions of JPEG, PNG and WebP.
-//! - [`body`]: strict request bodies with the limits of the public API.
+//! - [`body`]: strict request bodies with the limits of the public API, among them the NCS
+//!   parameter overrides and their ranges, and the stored rule the backend and kernels share.
 //! - [`signing`]: RFC 9421 message signatures (hmac-sha256) with RFC 9530 content digests.
 //! - [`audit`]: audit event types and records with UUIDv7 ids.
 //! - [`totp`]: RFC 6238 one-time codes for MFA.

@@ -1,11 +1,11 @@
 //! The upload to `POST /api/v1/analysis` (one image part and the form fields that say how to
 //! analyse it) and the body of `POST /api/v1/analysis/{id}/feedback`.
 
-use super::multipart::{self, MultipartError};
-use super::{
+use super::check::{
     Validate, check_charset, check_length, check_range, check_some, invalid, is_context_char,
     refuse,
 };
+use super::multipart::{self, MultipartError};
 use crate::problem::{ErrorCode, FieldError, Problem};
 use crate::upload::{ImageInfo, MAX_IMAGE_DIMENSION};
 use serde::{Deserialize, Serialize};

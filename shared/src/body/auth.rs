@@ -1,9 +1,10 @@
 //! Bodies of the authentication routes: login (JSON or form), refresh, MFA and API keys.
 
-use super::{
-    Validate, check_length, check_line, check_range, check_six_digits, check_some, decode_form,
-    invalid, parse_valid, refuse,
+use super::check::{
+    Validate, check_length, check_line, check_range, check_six_digits, check_some, invalid, refuse,
 };
+use super::form::decode_form;
+use super::json::parse_valid;
 use crate::problem::{ErrorCode, Problem};
 use serde::Deserialize;
 

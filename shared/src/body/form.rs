@@ -1,6 +1,6 @@
 //! A strict `application/x-www-form-urlencoded` decoder for small bodies such as a login form.
 
-use super::{invalid, refuse};
+use super::check::{invalid, refuse};
 use crate::problem::{ErrorCode, Problem};
 
 /// Most fields one form may carry; the forms this decoder serves have a handful.

@@ -1,7 +1,7 @@
 //! The NeuroCluster Streamer body of `POST /api/v1/process_points`, with the parameter
 //! overrides it may carry and their [`ranges`] (those of NCS.md, which the algorithm enforces too).
 
-use super::{Validate, check_charset, check_range, check_some, refuse};
+use super::check::{Validate, check_charset, check_range, check_some, refuse};
 use crate::problem::{ErrorCode, Problem};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};

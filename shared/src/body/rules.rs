@@ -2,7 +2,7 @@
 //! and [`StoredRule`], a definition under the id it is stored with, as the store, the rules engine
 //! and the `analysis` job all hold it.
 
-use super::{
+use super::check::{
     Validate, check_charset, check_length, check_line, check_range, check_some, invalid,
     is_context_char,
 };

@@ -87,8 +87,9 @@ impl SigningKey {
         )
     }
 
-    /// A shared HS256 secret of at least [`MIN_HS256_SECRET_BYTES`], for deployments that
-    /// configure HS256 explicitly.
+    /// A shared HS256 secret of at least
+    /// [`MIN_HS256_SECRET_BYTES`](super::MIN_HS256_SECRET_BYTES), for deployments that configure
+    /// HS256 explicitly.
     pub fn hs256(kid: &str, secret: &[u8]) -> Result<Self, TokenError> {
         let key = checked_hs256_secret(secret)?.with_key_id(kid);
         Self::new(kid, PrivateMaterial::Hs256(key))
