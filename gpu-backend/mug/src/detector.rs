@@ -8,13 +8,16 @@ use candle_nn::VarBuilder;
 use image::RgbImage;
 use sha2::Digest;
 
+use crate::analysis::{Analysis, BoundingBox, Detection};
+use crate::classes::{COCO_CLASSES, MUG_LIKE_CLASSES};
+use crate::error::MugError;
 use crate::model::{Mode, ModelShape, Variant, YoloV8};
 use crate::positioning::{self, Frame, Point};
 use crate::postprocess::{RawDetection, Thresholds};
-use crate::{
-    Analysis, BoundingBox, COCO_CLASSES, DEFAULT_INPUT_SIZE, Detection, MUG_LIKE_CLASSES, MugError,
-    postprocess, preprocess,
-};
+use crate::{postprocess, preprocess};
+
+/// Longer side of the network input when the weights do not say.
+pub const DEFAULT_INPUT_SIZE: u32 = 640;
 
 /// The shipped model: YOLOv8-p trained on the project's synthetic scenes, one class (`mug`).
 pub const SHIPPED_WEIGHTS: &[u8] = include_bytes!("../models/mug-detector.safetensors");

@@ -16,7 +16,9 @@ use shared::body::rules::ActionKind;
 use super::positioning::{Point, PositionKey, Positioning};
 use super::postprocess::Thresholds;
 use super::rules::{Evaluation, evaluate_analysis};
-use super::{Analysis, AnalyzeOptions, Detector, MugError, Upload};
+use crate::analysis::Analysis;
+use crate::detector::{AnalyzeOptions, Detector, Upload, default_device};
+use crate::error::MugError;
 use kernel::{ClaimedJob, JobOutput, Kernel, KernelError, KernelResult, device_name, refusal};
 
 pub use kernel::analysis::{ANALYSIS_KIND, AnalysisJob};
@@ -139,7 +141,7 @@ impl Kernel for AnalysisKernel {
     fn device(&self) -> String {
         match self.detector() {
             Ok(detector) => device_name(detector.device()),
-            Err(_) => device_name(&super::default_device()),
+            Err(_) => device_name(&default_device()),
         }
     }
 

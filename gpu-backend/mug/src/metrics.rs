@@ -1,10 +1,11 @@
 //! Detection quality: average precision at an IoU threshold (all-point interpolation, as in
 //! PASCAL VOC 2010+ and COCO's AP50), and its mean over classes.
 
+use super::detector::Detector;
+use super::error::MugError;
 use super::postprocess::{BoxXyxy, RawDetection, Thresholds};
 use super::synthetic::random_scene;
 use super::train::EVAL_SEED_BASE;
-use super::{Detector, MugError};
 
 /// The ground truth and predictions of one image.
 #[derive(Debug, Clone, Default)]

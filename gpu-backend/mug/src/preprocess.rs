@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
 use shared::upload::{ImageKind, MAX_IMAGE_DIMENSION, inspect};
 
-use super::MugError;
+use super::error::MugError;
 
 /// Most bytes a decoder may hold at once: a 4096×4096 image at 16 bits per RGBA channel, plus
 /// half again for the decoder's own buffers.

@@ -14,7 +14,7 @@ use shared::body::rules::{
 
 pub use shared::body::rules::StoredRule;
 
-use super::Analysis;
+use super::analysis::Analysis;
 
 /// One rule that matched one fact set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, IndexOp, Tensor, Var, backprop::GradStore};
 use candle_nn::{ParamsAdamW, VarBuilder, VarMap};
 
-use super::MugError;
+use super::error::MugError;
 use super::model::{Mode, ModelShape, REG_MAX, RawOutput, Variant, YoloV8, dfl_weight};
 use super::postprocess::BoxXyxy;
 use super::preprocess::letterbox_pixels;
@@ -554,7 +554,7 @@ pub fn init_model(
 /// Trains the detector, writing a checkpoint every `checkpoint_every` steps and the weights at
 /// the end. With `resume`, continues from the checkpoint beside `out` when there is one.
 pub fn train(config: &TrainConfig) -> Result<TrainSummary, MugError> {
-    let device = super::default_device();
+    let device = super::detector::default_device();
     let varmap = VarMap::new();
     let model = init_model(&varmap, config.variant, config.image_size, &device)?;
     let named: Vec<(String, Var)> = varmap
