@@ -26,8 +26,8 @@ mod tests {
     #[test]
     fn jobs_queued_with_f32_overrides_and_nulls_still_parse() {
         // The payload as jobs were queued before the overrides became the request body's type.
-        let queued = r#"{"stream":"s","points":[[1.0]],"overrides":
-            {"base_threshold":0.5,"learning_rate":null,"max_clusters":50,"outlier_threshold":null}}"#;
+        let queued = r#"{"stream":"s","points":[[1.0]],"overrides":{"base_threshold":0.5,
+            "learning_rate":null,"max_clusters":50,"outlier_threshold":null}}"#;
         let job: NcsJob = serde_json::from_str(queued).unwrap();
         assert_eq!(
             job.overrides,

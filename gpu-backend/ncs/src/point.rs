@@ -60,7 +60,8 @@ impl PointResult {
         }
     }
 
-    /// The cluster id as a label, `-1` for an outlier (for [`crate::adjusted_rand_index`] and the wire).
+    /// The cluster id as a label, `-1` for an outlier (for [`crate::adjusted_rand_index`] and the
+    /// wire).
     pub fn label(&self) -> i64 {
         self.cluster_id
             .map_or(-1, |id| i64::try_from(id).unwrap_or(i64::MAX))
