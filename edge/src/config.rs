@@ -52,10 +52,25 @@ pub struct WebhookConfig {
 impl std::fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookConfig")
-            .field("url", &self.url)
+            .field("url", &url_origin(&self.url))
             .field("secret", &"<redacted>")
             .finish()
     }
+}
+
+/// A URL as logs may show it: scheme and host only. Webhook URLs often carry their credential in
+/// the path or query (Slack-style incoming webhooks), and any userinfo is a credential.
+pub fn url_origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let tail = if end < rest.len() { "/…" } else { "" };
+    format!("{scheme}://{host}{tail}")
 }
 
 /// Everything the edge needs to decide and forward. `Debug` never shows a secret
@@ -130,6 +145,21 @@ fn is_address_text(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_urls_are_shown_without_their_credentials() {
+        let webhook = WebhookConfig {
+            url: "https://user:pw@hooks.example.com/services/T000/B000/XXXXSECRET?token=abc".into(),
+            secret: b"hmac-secret".to_vec(),
+        };
+        let printed = format!("{webhook:?}");
+        for secret in ["XXXXSECRET", "abc", "pw", "hmac-secret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("https://hooks.example.com/…"), "{printed}");
+        assert_eq!(url_origin("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
+        assert_eq!(url_origin("not a url"), "<redacted>");
+    }
 
     fn config(header: Option<&str>) -> EdgeConfig {
         let key = MessageSigningKey::new("edge-1", vec![7u8; 32]).expect("valid key");

@@ -79,7 +79,10 @@ impl std::fmt::Debug for EdgeArgs {
             .field("backend_url", &self.backend_url)
             .field("data_dir", &self.data_dir)
             .field("cors_origins", &self.cors_origins)
-            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_url",
+                &self.webhook_url.as_deref().map(edge::config::url_origin),
+            )
             .finish_non_exhaustive()
     }
 }
