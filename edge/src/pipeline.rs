@@ -147,9 +147,14 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         }
     }
 
-    /// Fetches the backend's JWKS and replaces the cached key set.
+    /// Fetches the backend's JWKS and replaces the cached key set, then pulls the revocation
+    /// feed: a key the backend dropped because it was revoked is on the deny-list before its
+    /// tokens meet the new key set, so they are refused as revoked (`REVOKED_KEY`), not as
+    /// unknown. A failed pull is left to the next scheduled one.
     pub async fn refresh_keys(&self) -> Result<Arc<KeySet>, SyncError> {
-        backend_sync::refresh_keys(&self.backend(), &self.state).await
+        let keys = backend_sync::refresh_keys(&self.backend(), &self.state).await?;
+        let _ = self.sync_revocations().await;
+        Ok(keys)
     }
 
     /// Pulls the backend's revocation feed into the deny-list; returns how many entries came.
@@ -694,7 +699,15 @@ mod tests {
                 AuditEventType::SuspiciousActivity
             ]
         );
-        assert_eq!(rig.upstream.paths(), vec![JWKS_PATH.to_owned()]);
+        assert_eq!(
+            rig.upstream.paths(),
+            vec![
+                JWKS_PATH.to_owned(),
+                format!("{REVOCATIONS_PATH}?since_ms=0"),
+                format!("{REVOCATIONS_PATH}?since_ms={NOW_MS}"),
+            ],
+            "the JWKS and the deny-list it must not run ahead of; nothing forwarded"
+        );
     }
 
     #[test]
@@ -822,7 +835,6 @@ mod tests {
         let rig = rig();
         let bearer = format!("Bearer {}", rig.token("viewer", "jti-key"));
         assert_eq!(rig.get_rules(&bearer).status, 200);
-        assert_eq!(block_on(rig.pipeline.sync_revocations()), Ok(1));
         assert_eq!(rig.get_rules(&bearer).status, 200, "the remembered token");
 
         rig.clock.0.fetch_add(1_000, Ordering::SeqCst);
@@ -883,7 +895,7 @@ mod tests {
         rig.publish(
             r#"{"sub":"user-1","issued_before_ms":AT,"expires_at_ms":1800000000000,"revoked_at_ms":AT}"#,
         );
-        assert_eq!(block_on(rig.pipeline.sync_revocations()), Ok(2));
+        assert_eq!(block_on(rig.pipeline.sync_revocations()), Ok(1));
         let refused = rig.get_rules(&older);
         assert_eq!(
             (refused.status, code(&refused).as_str()),

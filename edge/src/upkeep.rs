@@ -380,12 +380,11 @@ mod tests {
         let ran = block_on(one.run_due(&pipeline));
         assert_eq!(tasks(&ran), UpkeepTask::ALL.to_vec());
         assert!(ran.iter().all(|o| o.result.is_ok()), "{ran:?}");
+        let revocations = format!("{REVOCATIONS_PATH}?since_ms=0");
         assert_eq!(
             backend.paths(),
-            vec![
-                format!("{REVOCATIONS_PATH}?since_ms=0"),
-                JWKS_PATH.to_owned()
-            ]
+            vec![revocations.clone(), JWKS_PATH.to_owned(), revocations],
+            "a JWKS refresh pulls the feed after it"
         );
         assert!(block_on(two.run_due(&pipeline)).is_empty(), "already done");
 
@@ -398,7 +397,7 @@ mod tests {
             block_on(one.run_due(&pipeline)).is_empty(),
             "the other ran it"
         );
-        assert_eq!(backend.paths().len(), 3);
+        assert_eq!(backend.paths().len(), 4);
         assert_eq!(
             block_on(pipeline.state().last_upkeep(UpkeepTask::Revocations)),
             Ok(NOW_MS + REVOCATION_SYNC_MS)
