@@ -218,6 +218,8 @@ impl Backend {
             edge_key: self.edge_key.clone(),
             allowed_origin: ALLOWED_ORIGIN.into(),
             block_duration: Duration::from_secs(BLOCK_SECS),
+            data_dir: self.data.clone(),
+            h200_binary: self.binary.clone(),
         }
     }
 }

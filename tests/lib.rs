@@ -10,7 +10,13 @@ pub mod shapes;
 pub mod suite;
 pub mod tools;
 
+/// Scenarios that live in files of their own.
+mod scenarios {
+    pub mod key_revocation;
+}
+
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -18,6 +24,8 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use shared::permissions::{Permission, RoleSet};
 use shared::signing::{MessageSigningKey, SignableRequest, content_digest, sign_request};
+
+use scenarios::key_revocation::key_revocation;
 
 /// A user the fixture created, with the password it logs in with.
 #[derive(Debug, Clone)]
@@ -46,6 +54,10 @@ pub struct Fixture {
     pub allowed_origin: String,
     /// How long the edge blocks an address after 5 failed logins.
     pub block_duration: Duration,
+    /// The backend's data folder (its SQLite database and key files), for `h200` commands.
+    pub data_dir: PathBuf,
+    /// The `h200` binary the backend runs.
+    pub h200_binary: PathBuf,
 }
 
 /// The steps of a scenario, running against one caller.
@@ -168,6 +180,7 @@ pub fn scenarios() -> Vec<Scenario> {
         scenario!("audit events reach the backend", audit_reaches_backend),
         scenario!("ip block and its expiry", ip_block_and_expiry),
         scenario!("mug analysis with rules", mug_analysis),
+        scenario!(isolated "signing key revoked", key_revocation),
     ]
 }
 
