@@ -158,3 +158,65 @@ impl Kernel for NcsKernel {
         jobs.iter().map(|job| self.run_one(job)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(payload: serde_json::Value, saved: Option<String>) -> ClaimedJob {
+        ClaimedJob {
+            id: "j".into(),
+            kind: NCS_KIND.into(),
+            owner: None,
+            partition_key: Some("ncs:ana:s".into()),
+            payload,
+            attempt: 1,
+            partition_state: saved,
+        }
+    }
+
+    fn refusal_code(output: &JobOutput) -> Option<String> {
+        kernel::job_refusal(&output.result).map(|(code, _)| code)
+    }
+
+    #[test]
+    fn a_stream_keeps_the_overrides_it_was_created_with() {
+        let kernel = NcsKernel::new(Mode::Exact, candle_core::Device::Cpu);
+        let params = json!({ "base_threshold": 0.123456789, "max_clusters": 40 });
+        let first = kernel
+            .run_one(&job(
+                json!({ "stream": "s", "points": [[1.0, 2.0]], "overrides": params }),
+                None,
+            ))
+            .unwrap();
+        assert_eq!(refusal_code(&first), None);
+        let mut saved: serde_json::Value =
+            serde_json::from_str(first.partition_state.as_deref().unwrap()).unwrap();
+        assert_eq!(saved["stream"]["params"]["max_clusters"], 40);
+
+        // The same overrides again, and once more against the record as it was saved while the
+        // overrides were f32 (their shortest f32 text, nulls for the rest): both accepted.
+        let again = json!({ "stream": "s", "points": [[2.0, 1.0]], "overrides": params });
+        let same = kernel
+            .run_one(&job(again.clone(), first.partition_state.clone()))
+            .unwrap();
+        assert_eq!(refusal_code(&same), None);
+        saved["overrides"] = json!({ "base_threshold": 0.12345679, "learning_rate": null,
+            "max_clusters": 40, "outlier_threshold": null });
+        let from_f32 = kernel
+            .run_one(&job(again, Some(saved.to_string())))
+            .unwrap();
+        assert_eq!(refusal_code(&from_f32), None);
+
+        let other = json!({ "stream": "s", "points": [[2.0, 1.0]],
+            "overrides": { "base_threshold": 0.123456789, "max_clusters": 41 } });
+        let refused = kernel
+            .run_one(&job(other, first.partition_state.clone()))
+            .unwrap();
+        assert_eq!(refusal_code(&refused).as_deref(), Some("CONFLICT"));
+        // No overrides at all: the stream goes on with its own.
+        let plain = json!({ "stream": "s", "points": [[2.0, 1.0]] });
+        let kept = kernel.run_one(&job(plain, first.partition_state)).unwrap();
+        assert_eq!(refusal_code(&kept), None);
+    }
+}
