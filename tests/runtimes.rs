@@ -61,19 +61,22 @@ fn spin_services_component() -> PathBuf {
 }
 
 /// Runs worker-build in `crate_dir` unless its `build/` is newer than every source of the last
-/// build (the files cargo's dep-info lists for `lib_name`) and the manifests.
+/// build (the files cargo's dep-info lists for `lib_name`) and the manifests. A dep-info that
+/// lists no file of `crate_dir` was written for another checkout sharing the target folder, and
+/// does not count.
 fn build_worker(crate_dir: &Path, lib_name: &str) {
     let wasm = crate_dir.join("build/index_bg.wasm");
     tools::hold_lock(&artifacts_lock(), || {
         let dep_info = target_dir().join(format!("wasm32-unknown-unknown/release/{lib_name}.d"));
         let mut sources = dep_info_sources(&dep_info);
+        let ours = sources.iter().any(|source| source.starts_with(crate_dir));
         let root = workspace_root();
         sources.extend([
             crate_dir.join("Cargo.toml"),
             root.join("Cargo.toml"),
             root.join("Cargo.lock"),
         ]);
-        if !dep_info.is_file() || newer_than(&sources, &wasm) {
+        if !ours || newer_than(&sources, &wasm) {
             tools::rust_target("wasm32-unknown-unknown");
             let build = tools::worker_build();
             let npm = tools::node_packages().join("node_modules");
