@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::SignatureError;
+use super::error::SignatureError;
 use super::structured_field::{
     BareItem, Member, Parameters, parse_dictionary, write_bare_item, write_key, write_parameters,
     write_string,

@@ -4,7 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::SignatureError;
+use super::error::SignatureError;
 
 /// Longest header value the parser reads, in bytes.
 pub const MAX_HEADER_LEN: usize = 8 * 1024;
