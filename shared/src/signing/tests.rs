@@ -1,3 +1,4 @@
+use crate::problem::ErrorCode;
 use proptest::prelude::*;
 
 use super::*;
