@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, StatusCode};
 
 use crate::harness::h200;
-use crate::{Caller, Outcome, check};
+use crate::{Answer, Caller, Outcome, check};
 
 /// How long a revocation may take to reach every edge.
 const REVOCATION_HORIZON: Duration = Duration::from_secs(60);
@@ -32,12 +32,7 @@ fn kid_of(token: &str) -> Result<String, String> {
 pub async fn key_revocation(caller: &Caller) -> Outcome {
     let token = caller.token("viewer").await?;
     let kid = kid_of(&token)?;
-    let rules = || {
-        caller
-            .edge(Method::GET, "/api/v1/rules")
-            .bearer_auth(&token)
-    };
-    let before = caller.send(rules()).await?;
+    let before = get_rules(caller, &token).await?;
     check(before.status == StatusCode::OK, || {
         format!("before the revocation: {} {}", before.status, before.body)
     })?;
@@ -56,14 +51,40 @@ pub async fn key_revocation(caller: &Caller) -> Outcome {
         )
     })?;
 
-    // Until the edge's deny-list has the key, the backend refuses the token (REVOKED_KEY too),
-    // or the edge does not know the key any more (its JWKS was refreshed first: INVALID_TOKEN).
     let deadline = Instant::now() + REVOCATION_HORIZON;
+    refused_as_revoked(caller, &token, deadline).await?;
+    let fresh = caller.token("viewer").await?;
+    let fresh_kid = kid_of(&fresh)?;
+    check(fresh_kid != kid, || {
+        format!("a login after the revocation still signs with {kid}")
+    })?;
+    let after = get_rules(caller, &fresh).await?;
+    check(after.status == StatusCode::OK, || {
+        format!(
+            "a token under the new key {fresh_kid}: {} {}",
+            after.status, after.body
+        )
+    })?;
+    // The new key in the edge's key set does not bring the old one back.
+    refused_as_revoked(caller, &token, deadline).await
+}
+
+/// `GET /api/v1/rules` (viewers may) with `token`.
+async fn get_rules(caller: &Caller, token: &str) -> Result<Answer, String> {
+    caller
+        .send(caller.edge(Method::GET, "/api/v1/rules").bearer_auth(token))
+        .await
+}
+
+/// Polls with `token` until it is refused `REVOKED_KEY`, failing after `deadline`. Meanwhile
+/// the token may still pass (the revocation has not reached this edge yet), or be refused as
+/// signed by a key the edge does not know (its JWKS dropped the key before its deny-list had
+/// it); any other answer fails at once.
+async fn refused_as_revoked(caller: &Caller, token: &str, deadline: Instant) -> Outcome {
     loop {
-        let answer = caller.send(rules()).await?;
+        let answer = get_rules(caller, token).await?;
         if answer.code() == "REVOKED_KEY" {
-            answer.refused(401, "REVOKED_KEY")?;
-            break;
+            return answer.refused(401, "REVOKED_KEY");
         }
         check(
             answer.status == StatusCode::OK || answer.code() == "INVALID_TOKEN",
@@ -76,7 +97,7 @@ pub async fn key_revocation(caller: &Caller) -> Outcome {
         )?;
         check(Instant::now() < deadline, || {
             format!(
-                "the revoked key's token still answers {} {} after {} s",
+                "the revoked key's token still answers {} {} {} s after the revocation",
                 answer.status,
                 answer.body,
                 REVOCATION_HORIZON.as_secs()
@@ -84,24 +105,4 @@ pub async fn key_revocation(caller: &Caller) -> Outcome {
         })?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-
-    let fresh = caller.token("viewer").await?;
-    let fresh_kid = kid_of(&fresh)?;
-    check(fresh_kid != kid, || {
-        format!("a login after the revocation still signs with {kid}")
-    })?;
-    let after = caller
-        .send(
-            caller
-                .edge(Method::GET, "/api/v1/rules")
-                .bearer_auth(&fresh),
-        )
-        .await?;
-    check(after.status == StatusCode::OK, || {
-        format!(
-            "a token under the new key {fresh_kid}: {} {}",
-            after.status, after.body
-        )
-    })?;
-    caller.send(rules()).await?.refused(401, "REVOKED_KEY")
 }

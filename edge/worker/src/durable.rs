@@ -13,6 +13,7 @@ use std::sync::Arc;
 use edge::memory::MemoryState;
 use edge::ports::{EdgeState, GrantLookup, RateStore, StateError, UpkeepTask};
 use edge::shared::api_key::{ApiKeyDigest, ApiKeyGrant};
+use edge::shared::revocation::EVERY_TOKEN;
 use edge::shared::token::KeySet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -47,10 +48,10 @@ enum Op {
         value: u64,
         expires_at_ms: Option<u64>,
     },
-    /// Files a deny-list entry: tokens issued before `cutoff_ms` are refused until
+    /// Files a deny-list entry: tokens issued before the cut-off are refused until
     /// `expires_at_ms`, when the object forgets it → `()`.
-    Deny { cutoff_ms: u64, expires_at_ms: u64 },
-    /// The cut-off of the deny-list entry if it is alive at `now_ms` → `Option<u64>`.
+    Deny { cutoff: Cutoff, expires_at_ms: u64 },
+    /// The cut-off of the deny-list entry if it is alive at `now_ms` → `Option<Cutoff>`.
     Denial { now_ms: u64 },
     /// Records one event at `now_ms` → how many lie within `window_ms` (`u32`).
     Count { window_ms: u64, now_ms: u64 },
@@ -62,10 +63,30 @@ const VALUE: &str = "value";
 const EVENTS: &str = "events";
 const DENIAL: &str = "denial";
 
+/// A deny-list cut-off as it crosses JavaScript, whose numbers hold integers only up to 2^53:
+/// the cut-off that refuses every token ([`EVERY_TOKEN`], `u64::MAX`) travels as
+/// `{"before_ms":null}`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Cutoff {
+    before_ms: Option<u64>,
+}
+
+impl Cutoff {
+    fn from_ms(ms: u64) -> Cutoff {
+        Cutoff {
+            before_ms: (ms != EVERY_TOKEN).then_some(ms),
+        }
+    }
+
+    fn ms(self) -> u64 {
+        self.before_ms.unwrap_or(EVERY_TOKEN)
+    }
+}
+
 /// A deny-list entry as one object stores it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct StoredDenial {
-    cutoff_ms: u64,
+    cutoff: Cutoff,
     expires_at_ms: u64,
 }
 
@@ -110,11 +131,11 @@ impl DurableObject for EdgeStateObject {
                 Response::from_json(&())
             }
             Op::Deny {
-                cutoff_ms,
+                cutoff,
                 expires_at_ms,
             } => {
                 let denial = StoredDenial {
-                    cutoff_ms,
+                    cutoff,
                     expires_at_ms,
                 };
                 storage.put(DENIAL, denial).await?;
@@ -124,7 +145,7 @@ impl DurableObject for EdgeStateObject {
             Op::Denial { now_ms } => {
                 let denial = storage.get::<StoredDenial>(DENIAL).await?;
                 let alive = denial.filter(|d| d.expires_at_ms > now_ms);
-                Response::from_json(&alive.map(|d| d.cutoff_ms))
+                Response::from_json(&alive.map(|d| d.cutoff))
             }
             Op::Count { window_ms, now_ms } => {
                 let mut times = storage.get::<Vec<u64>>(EVENTS).await?.unwrap_or_default();
@@ -277,8 +298,9 @@ impl EdgeState for DurableState {
         let asks = keys.iter().map(|key| async move {
             let name = format!("deny:{key}");
             self.objects
-                .ask::<Option<u64>>(&name, Op::Denial { now_ms })
+                .ask::<Option<Cutoff>>(&name, Op::Denial { now_ms })
                 .await
+                .map(|cutoff| cutoff.map(Cutoff::ms))
         });
         futures_util::future::join_all(asks)
             .await
@@ -293,7 +315,7 @@ impl EdgeState for DurableState {
         expires_at_ms: u64,
     ) -> std::result::Result<(), StateError> {
         let op = Op::Deny {
-            cutoff_ms,
+            cutoff: Cutoff::from_ms(cutoff_ms),
             expires_at_ms,
         };
         self.objects.ask(&format!("deny:{key}"), op).await
