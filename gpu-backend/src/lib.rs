@@ -5,7 +5,8 @@
 //!
 //! - [`http`]: the axum router. [`http::gate`] verifies every request's RFC 9421 signature before
 //!   any handler runs; handlers translate HTTP to calls on the services and back.
-//! - [`auth`]: users, passwords, tokens, MFA and API keys.
+//! - [`auth`]: passwords, the token issuer and its keys (rotation, revocation), and the deny-list
+//!   the backend enforces itself.
 //! - [`queue`]: the workers that pull jobs from the store's queue and run them on the kernels
 //!   they are given (the trait and job contracts live in the `h200-kernel` crate).
 //! - [`store`]: sqlx over SQLite (default) or Postgres, one set of queries for both.
