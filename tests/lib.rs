@@ -2,8 +2,10 @@
 //! runtime's test target hands [`suite::main`] a way to start its edge in front of a backend, and
 //! every scenario becomes a named test (`cargo test NAME` runs one on each runtime). [`harness`]
 //! starts the backend, [`runtimes`] builds and starts the wasm runtimes, [`tools`] installs the
-//! pinned tools they need, [`shapes`] snapshots the public JSON shapes.
+//! pinned tools they need, [`front`] stands where the platform stands in front of a wasm runtime
+//! (and sets the client's address as it would), [`shapes`] snapshots the public JSON shapes.
 
+pub mod front;
 pub mod harness;
 pub mod runtimes;
 pub mod shapes;
@@ -12,6 +14,7 @@ pub mod tools;
 
 /// Scenarios that live in files of their own.
 mod scenarios {
+    pub mod client_address;
     pub mod key_revocation;
 }
 
@@ -25,7 +28,12 @@ use serde_json::Value;
 use shared::permissions::{Permission, RoleSet};
 use shared::signing::{MessageSigningKey, SignableRequest, content_digest, sign_request};
 
+use scenarios::client_address::{
+    concurrent_logins_hold_the_login_limit, forged_address_headers_do_not_escape_the_login_block,
+};
 use scenarios::key_revocation::key_revocation;
+
+pub use scenarios::client_address::without_platform_address;
 
 /// A user the fixture created, with the password it logs in with.
 #[derive(Debug, Clone)]
@@ -181,6 +189,14 @@ pub fn scenarios() -> Vec<Scenario> {
         scenario!("ip block and its expiry", ip_block_and_expiry),
         scenario!("mug analysis with rules", mug_analysis),
         scenario!(isolated "signing key revoked", key_revocation),
+        scenario!(
+            "forged address headers do not escape the failed-login block",
+            forged_address_headers_do_not_escape_the_login_block
+        ),
+        scenario!(
+            "concurrent logins from one address hold the login limit",
+            concurrent_logins_hold_the_login_limit
+        ),
     ]
 }
 

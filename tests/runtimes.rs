@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::front::Front;
 use crate::harness::{Running, free_port, target_dir, workspace_root};
 use crate::tools;
 
@@ -173,6 +174,8 @@ fn wrangler_toml() -> toml::Value {
 /// A runtime serving on 127.0.0.1.
 pub struct Served {
     pub url: String,
+    /// The test front the runtime is reached through, if any (stops before the runtime).
+    _front: Option<Front>,
     _process: Running,
 }
 
@@ -181,7 +184,17 @@ impl Served {
     pub fn new(url: String, process: Running) -> Served {
         Served {
             url,
+            _front: None,
             _process: process,
+        }
+    }
+
+    /// The same runtime reached through `front` (at the front's URL).
+    pub fn behind(self, front: Front) -> Served {
+        Served {
+            url: front.url.clone(),
+            _front: Some(front),
+            _process: self._process,
         }
     }
 }
@@ -233,10 +246,7 @@ pub fn start_worker(script: &Path, overrides: &[(&str, String)]) -> Served {
             .stdout(Stdio::null()),
     )
     .expect("node runs");
-    Served {
-        url,
-        _process: process,
-    }
+    Served::new(url, process)
 }
 
 /// `spin.toml`'s variables with their defaults, `overrides` on top, as `SPIN_VARIABLE_*`.
@@ -328,10 +338,7 @@ pub fn start_component(
         .stderr(Stdio::null())
         .spawn()
         .expect("wasmtime serve starts");
-    Served {
-        url: format!("http://127.0.0.1:{port}"),
-        _process: Running(process),
-    }
+    Served::new(format!("http://127.0.0.1:{port}"), Running(process))
 }
 
 /// How long a runtime may take to answer its first request (compilation included).

@@ -1,5 +1,6 @@
 //! The edge's one typed configuration. Adapters read it from flags, `wrangler.toml` vars or Spin
-//! variables; the pipeline only ever sees this.
+//! variables; the pipeline only ever sees this. It also decides which address is the client's
+//! ([`EdgeConfig::client_ip`]): a trusted proxy's header, else the runtime's own, else none.
 
 use shared::cors::CorsPolicy;
 use shared::permissions::RoleSet;
@@ -88,8 +89,10 @@ pub struct EdgeConfig {
     /// Role → permissions; decides a token's permissions (not the token's own list).
     pub roles: RoleSet,
     pub cors: CorsPolicy,
-    /// The header a trusted proxy sets to the client's address (`CF-Connecting-IP`,
-    /// `X-Forwarded-For`); `None`: the socket peer.
+    /// The header a trusted proxy in front of the edge sets (or appends to) with the client's
+    /// address, e.g. `X-Forwarded-For`; `None`: the address the runtime reports (the socket
+    /// peer, `CF-Connecting-IP` on Cloudflare, `spin-client-addr` on Spin). Only for use behind
+    /// such a proxy: see [`EdgeConfig::client_ip`].
     pub client_ip_header: Option<String>,
     pub intrusion: IntrusionPolicy,
     /// How often an unknown `kid` may trigger a JWKS refetch.
@@ -115,13 +118,21 @@ impl EdgeConfig {
         }
     }
 
-    /// The client's address: the trusted header when one is configured and present (for
-    /// `X-Forwarded-For` its last entry, the one the trusted proxy appended), else `peer`, else
-    /// `unknown`. Header names in `headers` are compared case-insensitively.
-    pub fn client_ip(&self, headers: &[(String, String)], peer: Option<&str>) -> String {
+    /// The client's address: the trusted header when one is configured and present, else `peer`
+    /// (the address the runtime reports), else `None`: there is no address to trust, and the
+    /// adapter refuses the request rather than let it share a bucket with every other such
+    /// request.
+    ///
+    /// The trusted header is read as a proxy in front of the edge leaves it: its last occurrence,
+    /// and of a list (`X-Forwarded-For`) the last entry, which is what the proxy appended after
+    /// whatever the client sent. Only a header that such a proxy sets should be trusted: a client
+    /// that reaches the edge directly chooses its value. Header names in `headers` are compared
+    /// case-insensitively.
+    pub fn client_ip(&self, headers: &[(String, String)], peer: Option<&str>) -> Option<String> {
         let from_header = self.client_ip_header.as_deref().and_then(|name| {
             headers
                 .iter()
+                .rev()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .and_then(|(_, value)| value.rsplit(',').next())
                 .map(str::trim)
@@ -129,8 +140,7 @@ impl EdgeConfig {
         });
         from_header
             .or(peer.filter(|ip| is_address_text(ip)))
-            .unwrap_or("unknown")
-            .to_owned()
+            .map(str::to_owned)
     }
 }
 
@@ -179,15 +189,45 @@ mod tests {
     fn the_socket_peer_is_the_client_unless_a_header_is_trusted() {
         let spoofed = headers(&[("x-forwarded-for", "198.51.100.9")]);
         assert_eq!(
-            config(None).client_ip(&spoofed, Some("10.0.0.1")),
-            "10.0.0.1"
+            config(None)
+                .client_ip(&spoofed, Some("10.0.0.1"))
+                .as_deref(),
+            Some("10.0.0.1")
         );
         let trusted = config(Some("X-Forwarded-For"));
         let chain = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.7")]);
-        assert_eq!(trusted.client_ip(&chain, Some("10.0.0.1")), "203.0.113.7");
+        assert_eq!(
+            trusted.client_ip(&chain, Some("10.0.0.1")).as_deref(),
+            Some("203.0.113.7")
+        );
         let junk = headers(&[("x-forwarded-for", "<script>")]);
-        assert_eq!(trusted.client_ip(&junk, Some("10.0.0.1")), "10.0.0.1");
-        assert_eq!(trusted.client_ip(&[], None), "unknown");
+        assert_eq!(
+            trusted.client_ip(&junk, Some("10.0.0.1")).as_deref(),
+            Some("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn the_trusted_header_is_what_the_proxy_appended_after_the_client() {
+        let trusted = config(Some("X-Forwarded-For"));
+        // The client sent its own line (a list, even); the proxy added one after it.
+        let forged = headers(&[
+            ("x-forwarded-for", "198.51.100.9, 198.51.100.10"),
+            ("content-type", "application/json"),
+            ("X-Forwarded-For", "203.0.113.7"),
+        ]);
+        assert_eq!(
+            trusted.client_ip(&forged, Some("10.0.0.1")).as_deref(),
+            Some("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn no_address_is_none_never_a_shared_placeholder() {
+        let trusted = config(Some("X-Forwarded-For"));
+        assert_eq!(trusted.client_ip(&[], None), None);
+        assert_eq!(config(None).client_ip(&[], Some("unknown")), None);
+        assert_eq!(config(None).client_ip(&[], None), None);
     }
 
     #[test]

@@ -96,6 +96,7 @@ error_codes! {
     Internal => ("INTERNAL", 500, "Internal error"),
     UpstreamUnavailable => ("UPSTREAM_UNAVAILABLE", 502, "The backend is unavailable"),
     ServiceUnavailable => ("SERVICE_UNAVAILABLE", 503, "The service is unavailable"),
+    ClientAddressUnknown => ("CLIENT_ADDRESS_UNKNOWN", 503, "The runtime gave no trustworthy client address"),
     UpstreamTimeout => ("UPSTREAM_TIMEOUT", 504, "The backend did not answer in time"),
 }
 

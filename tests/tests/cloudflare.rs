@@ -1,11 +1,15 @@
 //! The scenario list against the Cloudflare Worker, one test per scenario (`cloudflare::NAME`):
 //! the artifact `worker-build` makes (`main` of `wrangler.toml`, built when missing or stale), run
 //! by Miniflare (workerd) with the Durable Object, compatibility date and vars of
-//! `wrangler.toml`, in front of a real `h200 backend`. The client address comes from
-//! `CF-Connecting-IP`, the header Cloudflare sets.
+//! `wrangler.toml`, in front of a real `h200 backend`.
+//!
+//! The client address comes from `CF-Connecting-IP`. Cloudflare drops any the client sent and
+//! sets its own; Miniflare sets it only when the client sent none, so the Worker is reached
+//! through the test front ([`h200_e2e::front`]), which overwrites it as Cloudflare does.
 
 use std::process::ExitCode;
 
+use h200_e2e::front::{Front, PEER_HEADER, Platform};
 use h200_e2e::harness::{ALLOWED_ORIGIN, BLOCK_SECS, Backend, wait_healthy};
 use h200_e2e::runtimes::{START_LIMIT, gateway_worker, start_worker};
 use h200_e2e::scenarios;
@@ -24,8 +28,10 @@ fn start(label: &str) -> System {
             ("BLOCK_DURATION_SECS", BLOCK_SECS.to_string()),
         ],
     );
+    let front = Front::start(&worker.url, Platform::Cloudflare);
+    let worker = worker.behind(front);
     wait_healthy(&worker.url, START_LIMIT);
-    let fixture = backend.fixture(&worker.url, "cf-connecting-ip");
+    let fixture = backend.fixture(&worker.url, PEER_HEADER);
     System::new(backend, worker, fixture)
 }
 

@@ -46,7 +46,9 @@ pub struct EdgeArgs {
     #[arg(long, env = "H200_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// A header a trusted proxy in front of the edge sets to the client's address (e.g.
-    /// `X-Forwarded-For`); without it the socket peer is the client.
+    /// `X-Forwarded-For`): its last occurrence, and of a list its last entry, the one the proxy
+    /// appended. Only for use behind such a proxy (a client that reaches the edge directly
+    /// chooses the header's value); without it the socket peer is the client.
     #[arg(long, env = "H200_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
     /// A route policy TOML to use instead of the embedded one.

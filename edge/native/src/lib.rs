@@ -254,7 +254,11 @@ async fn handle(
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
     let peer_ip = peer.ip().to_string();
-    let client_ip = pipeline.config().client_ip(&headers, Some(&peer_ip));
+    // The socket peer is always an address, so a request here is never without one.
+    let client_ip = pipeline
+        .config()
+        .client_ip(&headers, Some(&peer_ip))
+        .unwrap_or(peer_ip);
     let request = EdgeRequest {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),

@@ -2,13 +2,18 @@
 //! stale deny-list before answering, answers the request, and only after the response is sent
 //! delivers the audit events and runs whatever upkeep the edge's schedule says is due (the
 //! last-run times live in key-value, so every instance follows one schedule).
+//!
+//! The client's address is the last `spin-client-addr` (Spin's trigger appends it after the
+//! client's headers, so an earlier one is the client's own), or the configured
+//! `client_ip_header` of a trusted proxy in front. A request with neither is refused (503
+//! `CLIENT_ADDRESS_UNKNOWN`, logged), never counted under a shared placeholder.
 
 use std::sync::Arc;
 
 use edge::fanout::{self, BufferedAudit};
 use edge::settings;
 use edge::shared::ErrorCode;
-use edge::stage::{Refusal, respond};
+use edge::stage::{Refusal, request_id, respond};
 use edge::upkeep::{TaskOutcome, Upkeep};
 use edge::{EdgeConfig, EdgeRequest, EdgeResponse, Pipeline};
 use futures::SinkExt;
@@ -18,7 +23,8 @@ use spin_sdk::http_component;
 use crate::kv::{Kv, KvRates, KvState};
 use crate::runtime::{SpinBody, SpinUpstream, WasiClock, WasiEntropy};
 
-/// The header Spin sets to the connecting client's `address:port`.
+/// The header Spin's HTTP trigger adds with the connecting client's `address:port`, after the
+/// client's own headers (a client may send one too: only the last is Spin's).
 const CLIENT_ADDRESS_HEADER: &str = "spin-client-addr";
 
 type SpinPipeline = Pipeline<KvRates, KvState, SpinUpstream>;
@@ -65,10 +71,18 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         .collect();
     let peer = headers
         .iter()
+        .rev()
         .find(|(name, _)| name == CLIENT_ADDRESS_HEADER)
         .map(|(_, value)| peer_address(value));
-    let client_ip = pipeline.config().client_ip(&headers, peer.as_deref());
     let path_and_query = request.path_with_query().unwrap_or_else(|| "/".into());
+    let Some(client_ip) = pipeline.config().client_ip(&headers, peer.as_deref()) else {
+        eprintln!(
+            "{} {path_and_query}: no client address (no {CLIENT_ADDRESS_HEADER}, no trusted \
+             header); refused 503 CLIENT_ADDRESS_UNKNOWN",
+            request.method()
+        );
+        return send(response_out, no_client_address(&pipeline)).await;
+    };
     let (path, query) = match path_and_query.split_once('?') {
         Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
         None => (path_and_query, None),
@@ -138,6 +152,19 @@ fn unavailable(request_id: &str) -> EdgeResponse {
     let mut response =
         respond::refusal_response(&Refusal::new(ErrorCode::ServiceUnavailable), request_id);
     respond::finish(&mut response, request_id, &[], None);
+    response
+}
+
+/// 503 `CLIENT_ADDRESS_UNKNOWN`: the host gave no client address. Without one, every such
+/// request would share one rate-limit bucket and one block, so one client's brute force would
+/// lock everybody out.
+fn no_client_address(pipeline: &SpinPipeline) -> EdgeResponse {
+    let request_id = request_id::assign(None, pipeline.entropy());
+    let refusal = Refusal::new(ErrorCode::ClientAddressUnknown).with_detail(format!(
+        "the request carries no {CLIENT_ADDRESS_HEADER}: the host is not a Spin HTTP trigger"
+    ));
+    let mut response = respond::refusal_response(&refusal, &request_id);
+    respond::finish(&mut response, &request_id, &[], None);
     response
 }
 

@@ -2,6 +2,11 @@
 //! secrets, translates requests and responses, and drives the edge's upkeep schedule: a stale
 //! deny-list is synced before the request is answered, and after each response the buffered audit
 //! events and whatever upkeep is due go to `wait_until`.
+//!
+//! The client's address is `CF-Connecting-IP`, which Cloudflare sets to the connecting address
+//! after dropping any the client sent (or the configured `CLIENT_IP_HEADER` of a trusted proxy in
+//! front). A request without one is refused (503 `CLIENT_ADDRESS_UNKNOWN`), never counted under
+//! a shared placeholder.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,7 +15,7 @@ use std::sync::Arc;
 use edge::fanout::{self, BufferedAudit};
 use edge::settings;
 use edge::shared::ErrorCode;
-use edge::stage::{Refusal, respond};
+use edge::stage::{Refusal, request_id, respond};
 use edge::upkeep::{TaskOutcome, Upkeep};
 use edge::{EdgeRequest, EdgeResponse, Pipeline};
 use worker::{Context, Env, Headers, Request, Response, ResponseBuilder, event};
@@ -89,11 +94,21 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
         .map(|(name, value)| (name.to_ascii_lowercase(), value))
         .collect();
     let url = request.url()?;
+    // Cloudflare drops any CF-Connecting-IP the client sent and sets its own, so its one value
+    // is the connecting address.
     let peer = request.headers().get(CLIENT_ADDRESS_HEADER)?;
-    let client_ip = gateway
+    let Some(client_ip) = gateway
         .pipeline
         .config()
-        .client_ip(&headers, peer.as_deref());
+        .client_ip(&headers, peer.as_deref())
+    else {
+        worker::console_error!(
+            "{} {}: no client address (no {CLIENT_ADDRESS_HEADER}); refused",
+            request.method(),
+            url.path()
+        );
+        return into_worker(no_client_address(&gateway.pipeline));
+    };
     let edge_request = EdgeRequest {
         method: request.method().to_string(),
         path: url.path().to_owned(),
@@ -152,6 +167,18 @@ fn unconfigured() -> EdgeResponse {
     let mut response =
         respond::refusal_response(&Refusal::new(ErrorCode::ServiceUnavailable), request_id);
     respond::finish(&mut response, request_id, &[], None);
+    response
+}
+
+/// The answer to a request that came with no trustworthy client address: 503
+/// `CLIENT_ADDRESS_UNKNOWN`. Without one, every such request would share one rate-limit bucket
+/// and one block, so one client's brute force would lock everybody out.
+fn no_client_address(pipeline: &WorkerPipeline) -> EdgeResponse {
+    let request_id = request_id::assign(None, pipeline.entropy());
+    let refusal = Refusal::new(ErrorCode::ClientAddressUnknown)
+        .with_detail(format!("the request carries no {CLIENT_ADDRESS_HEADER}"));
+    let mut response = respond::refusal_response(&refusal, &request_id);
+    respond::finish(&mut response, &request_id, &[], None);
     response
 }
 
