@@ -1,27 +1,34 @@
-//! The edge's state in Spin key-value: GCRA timestamps, the deny-list and its cursor, IP blocks,
-//! event counters, the JWKS and API-key caches, and when each upkeep task last ran (a Spin
-//! component gets a fresh instance per request, so nothing survives in memory). Expired entries
-//! are deleted when read, and the upkeep's prune sweeps the store a slice at a time.
+//! The edge's state in the Spin key-value store `default`, through `wasi:keyvalue`
+//! (`0.2.0-draft2`: `store` and `atomics`, which Spin 3 hosts provide for every store named in
+//! `key_value_stores`): GCRA timestamps, the deny-list and its cursor, IP blocks, event counters,
+//! the JWKS and API-key caches, and when each upkeep task last ran (a Spin component gets a fresh
+//! instance per request, so nothing survives in memory). Expired entries are dropped when read
+//! or by the upkeep's prune, which sweeps the store a slice at a time.
 //!
-//! Consistency: Spin key-value 2.0 has no compare-and-set. [`KvRates::compare_and_set`] reads,
-//! compares and writes within one instance, which is atomic only where requests for a key do not
-//! interleave: a single Spin process serialises nothing, so two concurrent requests of one client
-//! may both pass a limit by one. On SpinKube with several replicas, back the `default` store with
-//! Redis (`[key_value_store.default] type = "redis"` in the runtime config) so every replica sees
-//! one store, and accept the same read-then-write window; the deny-list and blocks are not
-//! affected (they are plain writes).
+//! Consistency: every read-modify-write is one compare-and-swap of the store (`atomics::cas`
+//! taken on the entry, then `atomics::swap`, which fails when the entry changed in between), so
+//! concurrent instances, replicas included, cannot both pass a rate limit on one stale value:
+//! [`KvRates::compare_and_set`] is a real compare-and-set, and the failed-login and rate-violation
+//! counters ([`KvState::count_event`]) append their events with the same swap, retried. Counters
+//! keep their event times (not `atomics::increment`) so the window slides exactly as on the other
+//! runtimes. A rate entry whose time has passed is left in place until pruned, so the next swap
+//! on the key compares against a value rather than an absence. Plain writes (deny-list, blocks,
+//! caches, cursor) replace whatever is there; none of them is read-modified-written.
 
 use std::sync::Arc;
 
-use edge::ports::{EdgeState, GrantLookup, RateStore, StateError, UpkeepTask};
+use edge::ports::{EdgeState, Entropy, GrantLookup, RateStore, StateError, UpkeepTask};
 use edge::shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant, REVOCATION_HORIZON_SECS};
 use edge::shared::token::KeySet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use spin_sdk::key_value::Store;
+use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
+use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
 
 /// Most event times one counter keeps; no threshold needs more.
 const MAX_EVENTS: usize = 64;
+/// How often a counter's swap is retried when other instances changed the counter first.
+const COUNTER_ATTEMPTS: u32 = 32;
 /// The key of the revocation feed's cursor.
 const CURSOR: &str = "revocation-cursor";
 /// The key of the cached JWKS document.
@@ -38,6 +45,16 @@ struct Expiring {
     expires_at_ms: u64,
 }
 
+impl Expiring {
+    /// The value of `bytes` (an [`Expiring`] entry) if it is still alive at `now_ms`.
+    fn alive_in(bytes: Option<&[u8]>, now_ms: u64) -> Option<u64> {
+        bytes
+            .and_then(|bytes| serde_json::from_slice::<Expiring>(bytes).ok())
+            .filter(|entry| entry.expires_at_ms > now_ms)
+            .map(|entry| entry.value)
+    }
+}
+
 /// A cached API-key answer and when it was fetched.
 #[derive(Debug, Serialize, Deserialize)]
 struct CachedGrant {
@@ -47,7 +64,7 @@ struct CachedGrant {
 
 /// The `default` store, opened once per request.
 pub struct Kv {
-    store: Store,
+    bucket: Bucket,
 }
 
 fn failed(error: impl std::fmt::Debug) -> StateError {
@@ -57,12 +74,12 @@ fn failed(error: impl std::fmt::Debug) -> StateError {
 impl Kv {
     pub fn open() -> Result<Self, StateError> {
         Ok(Kv {
-            store: Store::open_default().map_err(failed)?,
+            bucket: store::open("default").map_err(failed)?,
         })
     }
 
     fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StateError> {
-        match self.store.get(key).map_err(failed)? {
+        match self.bucket.get(key).map_err(failed)? {
             None => Ok(None),
             // An entry this version cannot read is treated as absent and overwritten later.
             Some(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
@@ -71,11 +88,25 @@ impl Kv {
 
     fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(value).map_err(failed)?;
-        self.store.set(key, &bytes).map_err(failed)
+        self.bucket.set(key, &bytes).map_err(failed)
     }
 
     fn delete(&self, key: &str) -> Result<(), StateError> {
-        self.store.delete(key).map_err(failed)
+        self.bucket.delete(key).map_err(failed)
+    }
+
+    /// Every key of the store, page by page.
+    fn keys(&self) -> Result<Vec<String>, StateError> {
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.bucket.list_keys(cursor.as_deref()).map_err(failed)?;
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(keys),
+            }
+        }
     }
 
     /// Whether the entry under `key` is one the edge no longer needs at `now_ms`: an expired
@@ -109,6 +140,32 @@ impl Kv {
     }
 }
 
+/// The outcome of one swap.
+enum Swapped {
+    Done,
+    /// Another instance changed the entry first; the handle holds what it holds now.
+    Lost(Cas),
+}
+
+/// Swaps `value` in through `cas`: done, or lost to a newer value, or a store error.
+fn swap(cas: Cas, value: &[u8]) -> Result<Swapped, StateError> {
+    match atomics::swap(cas, value) {
+        Ok(()) => Ok(Swapped::Done),
+        Err(CasError::CasFailed(latest)) => Ok(Swapped::Lost(latest)),
+        Err(CasError::StoreError(error)) => Err(failed(error)),
+    }
+}
+
+/// A short random pause (up to `2^min(attempt, 3)` ms) after losing a swap, so instances that
+/// collided do not collide again in lockstep.
+fn back_off(attempt: u32) {
+    let mut byte = [0u8];
+    crate::runtime::WasiEntropy.fill(&mut byte);
+    let ceiling = 1u64 << attempt.min(3);
+    let micros = (u64::from(byte[0]) * ceiling * 1000) / 256;
+    std::thread::sleep(std::time::Duration::from_micros(micros));
+}
+
 fn now_ms() -> u64 {
     edge::ports::Clock::now_ms(&crate::runtime::WasiClock)
 }
@@ -118,9 +175,12 @@ pub struct KvRates(pub Arc<Kv>);
 
 impl RateStore for KvRates {
     async fn read(&self, key: &str) -> Result<Option<u64>, StateError> {
-        self.0.alive(&format!("rate:{key}"), now_ms())
+        let bytes = self.0.bucket.get(&format!("rate:{key}")).map_err(failed)?;
+        Ok(Expiring::alive_in(bytes.as_deref(), now_ms()))
     }
 
+    /// One compare-and-swap of the store: the entry as it is now must still hold `expected`
+    /// (an expired entry holds nothing), and the swap fails if another instance wrote it since.
     async fn compare_and_set(
         &self,
         key: &str,
@@ -130,14 +190,23 @@ impl RateStore for KvRates {
     ) -> Result<bool, StateError> {
         let key = format!("rate:{key}");
         let now = now_ms();
-        if self.0.alive(&key, now)? != expected {
+        let cas = Cas::new(&self.0.bucket, &key).map_err(failed)?;
+        let current = cas.current().map_err(failed)?;
+        if Expiring::alive_in(current.as_deref(), now) != expected {
             return Ok(false);
         }
         let entry = Expiring {
             value: new,
             expires_at_ms: now.saturating_add(ttl_ms),
         };
-        self.0.set(&key, &entry).map(|()| true)
+        let bytes = serde_json::to_vec(&entry).map_err(failed)?;
+        match swap(cas, &bytes)? {
+            Swapped::Done => Ok(true),
+            Swapped::Lost(_) => {
+                back_off(0);
+                Ok(false)
+            }
+        }
     }
 
     /// Nothing of its own: [`KvState`]'s prune sweeps the `rate:` entries with the rest, in one
@@ -185,17 +254,36 @@ impl EdgeState for KvState {
         self.0.set(&format!("block:{ip}"), &entry)
     }
 
+    /// Appends `now_ms` to the key's event times with the store's compare-and-swap, retried
+    /// (with a short random pause) while other instances append first, so no event is lost to a
+    /// concurrent one.
     async fn count_event(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u32, StateError> {
         let key = format!("events:{key}");
-        let mut times: Vec<u64> = self.0.get(&key)?.unwrap_or_default();
         let horizon = now_ms.saturating_sub(window_ms);
-        times.retain(|t| *t > horizon);
-        if times.len() >= MAX_EVENTS {
-            times.remove(0);
+        let mut cas = Cas::new(&self.0.bucket, &key).map_err(failed)?;
+        for attempt in 0..COUNTER_ATTEMPTS {
+            let mut times: Vec<u64> = cas
+                .current()
+                .map_err(failed)?
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            times.retain(|t| *t > horizon);
+            if times.len() >= MAX_EVENTS {
+                times.remove(0);
+            }
+            times.push(now_ms);
+            let bytes = serde_json::to_vec(&times).map_err(failed)?;
+            match swap(cas, &bytes)? {
+                Swapped::Done => return Ok(u32::try_from(times.len()).unwrap_or(u32::MAX)),
+                Swapped::Lost(latest) => {
+                    cas = latest;
+                    back_off(attempt);
+                }
+            }
         }
-        times.push(now_ms);
-        self.0.set(&key, &times)?;
-        Ok(u32::try_from(times.len()).unwrap_or(u32::MAX))
+        Err(StateError(format!(
+            "key-value: {key} changed under each of {COUNTER_ATTEMPTS} attempts to count an event"
+        )))
     }
 
     async fn reset_events(&self, key: &str) -> Result<(), StateError> {
@@ -233,7 +321,7 @@ impl EdgeState for KvState {
     }
 
     async fn key_set(&self) -> Result<Option<Arc<KeySet>>, StateError> {
-        let Some(bytes) = self.0.store.get(JWKS).map_err(failed)? else {
+        let Some(bytes) = self.0.bucket.get(JWKS).map_err(failed)? else {
             return Ok(None);
         };
         let text = String::from_utf8(bytes).unwrap_or_default();
@@ -242,7 +330,7 @@ impl EdgeState for KvState {
 
     async fn replace_key_set(&self, keys: Arc<KeySet>) -> Result<(), StateError> {
         self.0
-            .store
+            .bucket
             .set(JWKS, keys.to_jwks_json().as_bytes())
             .map_err(failed)
     }
@@ -261,7 +349,7 @@ impl EdgeState for KvState {
     /// Sweeps the next [`PRUNE_BATCH`] keys in key order (after where the last sweep stopped,
     /// wrapping at the end), so one request never pays for a whole store.
     async fn prune(&self, now_ms: u64, max_window_ms: u64) -> Result<usize, StateError> {
-        let mut keys = self.0.store.get_keys().map_err(failed)?;
+        let mut keys = self.0.keys()?;
         keys.sort_unstable();
         let after: String = self.0.get(PRUNE_AFTER)?.unwrap_or_default();
         let start = keys.partition_point(|key| key.as_str() <= after.as_str());
