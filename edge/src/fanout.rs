@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use shared::audit::{AuditBatch, AuditEvent, MAX_BATCH_EVENTS};
 use shared::signing::MessageSigningKey;
 
-use crate::config::{EdgeConfig, WebhookConfig};
 use crate::backend_sync::AUDIT_PATH;
+use crate::config::{EdgeConfig, WebhookConfig};
 use crate::ports::{AuditSink, Entropy, Upstream, UpstreamRequest};
 use crate::stage::audit::{WEBHOOK_SIGNATURE_HEADER, webhook_signature};
 use crate::stage::sign::{self, Outbound};
