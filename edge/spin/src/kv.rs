@@ -12,7 +12,9 @@
 //! counters ([`KvState::count_event`]) append their events with the same swap, retried. Counters
 //! keep their event times (not `atomics::increment`) so the window slides exactly as on the other
 //! runtimes. A rate entry whose time has passed is left in place until pruned, so the next swap
-//! on the key compares against a value rather than an absence. Plain writes (deny-list, blocks,
+//! on the key compares against a value rather than an absence; the prune deletes a spent entry
+//! with a plain delete (`wasi:keyvalue` has no conditional delete), so a swap that lands between
+//! its read and its delete is dropped and that key starts afresh. Plain writes (deny-list, blocks,
 //! caches, cursor) replace whatever is there; none of them is read-modified-written.
 
 use std::sync::Arc;
