@@ -25,7 +25,9 @@ use crate::stage::audit::{Observed, refusal_event};
 use crate::stage::authenticate::{self, Credentials};
 use crate::stage::intrusion::IntrusionWatch;
 use crate::stage::sign::{self, Outbound};
-use crate::stage::{Refusal, authorize, cors, rate_limit, request_id, respond, validate};
+use crate::stage::{
+    Refusal, Stage, StageObserver, authorize, cors, rate_limit, request_id, respond, validate,
+};
 use crate::token_cache::VerifiedTokenCache;
 
 /// The login route, whose 401 answers count as failed logins.
@@ -70,6 +72,8 @@ pub struct Pipeline<R, S, U> {
     /// Access tokens whose signature verified against the cached JWKS, so a repeated token
     /// skips the signature check (expiry and deny-list are still checked per request).
     verified_tokens: VerifiedTokenCache,
+    /// Told as each stage finishes; only a benchmark sets one.
+    observer: Option<Box<dyn StageObserver>>,
 }
 
 impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
@@ -92,6 +96,18 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             entropy,
             audit,
             verified_tokens: VerifiedTokenCache::default(),
+            observer: None,
+        }
+    }
+
+    /// Tells `observer` as each stage of a request finishes from now on.
+    pub fn set_observer(&mut self, observer: Box<dyn StageObserver>) {
+        self.observer = Some(observer);
+    }
+
+    fn finished(&self, stage: Stage) {
+        if let Some(observer) = &self.observer {
+            observer.finished(stage);
         }
     }
 
@@ -178,10 +194,14 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
     /// Answers one request. Never fails: every refusal is a problem+json response with its
     /// code, audited; every response carries the security headers and the request id.
     pub async fn handle<B: BodySource>(&self, request: EdgeRequest, mut body: B) -> EdgeResponse {
+        if let Some(observer) = &self.observer {
+            observer.started();
+        }
         let mut exchange = Exchange {
             request_id: request_id::assign(request.header(REQUEST_ID_HEADER), self.entropy()),
             ..Exchange::default()
         };
+        self.finished(Stage::RequestId);
         let mut response = match self.run(&request, &mut body, &mut exchange).await {
             Ok(response) => response,
             Err(refusal) => {
@@ -203,6 +223,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         if request.method == "HEAD" {
             response.body.clear();
         }
+        self.finished(Stage::Respond);
         response
     }
 
@@ -215,6 +236,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         if cors::is_preflight(request) {
             return cors::preflight(&self.config.cors, request);
         }
+        self.finished(Stage::Cors);
         let now_ms = self.clock.now_ms();
         self.intrusion()
             .check(
@@ -223,6 +245,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
                 now_ms,
             )
             .await?;
+        self.finished(Stage::Intrusion);
         let route = match self.config.routes.resolve(&request.method, &request.path) {
             Resolution::Found(found) => found.route,
             Resolution::MethodNotAllowed { allowed } => {
@@ -231,11 +254,14 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             }
             Resolution::NotFound => return Err(Refusal::new(ErrorCode::NotFound)),
         };
+        self.finished(Stage::Route);
         let principal = self.authenticate(request, route, now_ms).await?;
         if principal.kind != PrincipalKind::Anonymous {
             exchange.subject = Some(principal.subject.clone());
         }
+        self.finished(Stage::Authenticate);
         authorize::authorize(route, &principal)?;
+        self.finished(Stage::Authorize);
 
         let rate = rate_limit::check_route(
             &self.rates,
@@ -254,6 +280,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
                 .await;
             return Err(refusal);
         }
+        self.finished(Stage::RateLimit);
 
         let content_type = request.header("content-type");
         let content_length = request
@@ -262,6 +289,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         validate::check_declared(route, content_type, content_length)?;
         let bytes = validate::read_limited(body, route.body_limit).await?;
         validate::check_body(&request.method, route, content_type, &bytes)?;
+        self.finished(Stage::Validate);
 
         let outbound = Outbound {
             method: &request.method,
@@ -278,7 +306,9 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             self.clock.now_ms(),
             self.entropy(),
         )?;
+        self.finished(Stage::Sign);
         let upstream = self.upstream.send(signed).await.map_err(upstream_refusal)?;
+        self.finished(Stage::Forward);
         let mut response = respond::from_upstream(upstream);
         if route.path == LOGIN_PATH && response.status == 401 {
             self.intrusion()
@@ -620,6 +650,49 @@ mod tests {
     fn code(response: &EdgeResponse) -> String {
         let body: serde_json::Value = serde_json::from_slice(&response.body).expect("json body");
         body["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Records the stages a request finishes.
+    #[derive(Default)]
+    struct StageLog(Mutex<Vec<Stage>>);
+
+    impl StageObserver for Arc<StageLog> {
+        fn started(&self) {
+            self.0.lock().expect("test lock").clear();
+        }
+
+        fn finished(&self, stage: Stage) {
+            self.0.lock().expect("test lock").push(stage);
+        }
+    }
+
+    #[test]
+    fn a_forwarded_request_finishes_every_stage_in_order_and_a_refused_one_stops_early() {
+        let mut rig = rig();
+        let log = Arc::new(StageLog::default());
+        rig.pipeline.set_observer(Box::new(log.clone()));
+        let bearer = format!("Bearer {}", rig.token("viewer", "jti-stages"));
+        let response = rig.send("GET", "/api/v1/rules", &[("authorization", &bearer)], b"");
+        assert_eq!(response.status, 200);
+        assert_eq!(*log.0.lock().expect("test lock"), Stage::ALL.to_vec());
+
+        let response = rig.send(
+            "GET",
+            "/api/v1/servers",
+            &[("authorization", "Bearer x")],
+            b"",
+        );
+        assert_eq!(response.status, 401);
+        assert_eq!(
+            *log.0.lock().expect("test lock"),
+            [
+                Stage::RequestId,
+                Stage::Cors,
+                Stage::Intrusion,
+                Stage::Route,
+                Stage::Respond
+            ]
+        );
     }
 
     #[test]
