@@ -64,8 +64,14 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// Builds `h200` once and returns its path.
+/// Builds `h200` once per test process and returns its path, so every system a test binary
+/// starts (an isolated scenario's too) runs the same build.
 pub fn h200_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_h200).clone()
+}
+
+fn build_h200() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args([
