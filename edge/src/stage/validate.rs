@@ -19,12 +19,19 @@ pub const ANALYSIS_PATH: &str = "/api/v1/analysis";
 
 /// Checks what the headers declare before any byte is read: a content type the route does not
 /// take is `UNSUPPORTED_MEDIA_TYPE`, a `Content-Length` over the limit `PAYLOAD_TOO_LARGE`.
+/// A request declaring no content (`Content-Length: 0`, or no length on a route that takes no
+/// body) is not refused for its `Content-Type`, which means nothing without content (RFC 9110
+/// §8.3); [`check_body`] still refuses a body of the wrong type once one arrives.
 pub fn check_declared(
     route: &Route,
     content_type: Option<&str>,
     content_length: Option<u64>,
 ) -> Result<(), Refusal> {
-    if !route.accepts_content_type(content_type) {
+    let declares_no_content = match content_length {
+        Some(length) => length == 0,
+        None => route.content_types.is_empty(),
+    };
+    if !declares_no_content && !route.accepts_content_type(content_type) {
         return Err(Refusal::new(ErrorCode::UnsupportedMediaType).with_detail(accepted(route)));
     }
     if let Some(length) = content_length {
@@ -78,6 +85,9 @@ pub fn check_body(
     let Some(content_type) = content_type else {
         return Err(Refusal::new(ErrorCode::UnsupportedMediaType).with_detail(accepted(route)));
     };
+    if !route.accepts_content_type(Some(content_type)) {
+        return Err(Refusal::new(ErrorCode::UnsupportedMediaType).with_detail(accepted(route)));
+    }
     let kind = ContentKind::of(content_type);
     let outcome = match (kind, method, route.path.as_str()) {
         (Some(ContentKind::Form), "POST", "/auth/login") => LoginRequest::from_form(body).map(drop),
@@ -181,6 +191,32 @@ mod tests {
             check_declared(analysis, Some("multipart/form-data; boundary=b"), Some(10)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_request_without_content_is_not_refused_for_its_content_type() {
+        let policy = RoutePolicy::default();
+        // The NCS SDK sends Content-Type: application/json on every request, GETs included.
+        let status = route(&policy, "GET", "/api/v1/algorithm_status");
+        assert_eq!(
+            check_declared(status, Some("application/json"), None),
+            Ok(())
+        );
+        assert_eq!(check_declared(status, Some("text/plain"), Some(0)), Ok(()));
+        assert_eq!(
+            check_body("GET", status, Some("application/json"), b""),
+            Ok(())
+        );
+        let points = route(&policy, "POST", "/api/v1/process_points");
+        assert_eq!(check_declared(points, Some("text/plain"), Some(0)), Ok(()));
+        // A body of the wrong type still is refused, declared or arriving unannounced.
+        let declared = check_declared(points, Some("text/plain"), Some(12)).expect_err("415");
+        assert_eq!(declared.code(), ErrorCode::UnsupportedMediaType);
+        let unlengthed = check_declared(points, Some("text/plain"), None).expect_err("415");
+        assert_eq!(unlengthed.code(), ErrorCode::UnsupportedMediaType);
+        let arrived = check_body("POST", points, Some("text/plain"), br#"{"points":[[1]]}"#)
+            .expect_err("415");
+        assert_eq!(arrived.code(), ErrorCode::UnsupportedMediaType);
     }
 
     #[test]
