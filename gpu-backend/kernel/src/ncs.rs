@@ -17,6 +17,10 @@ pub struct NcsJob {
     pub points: Vec<Vec<f32>>,
     #[serde(default)]
     pub overrides: AlgorithmOverrides,
+    /// The request's `batch_mode`: `true` asks for the batched kernel for this job, whatever
+    /// mode the worker runs by default. Jobs queued before the field existed read `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch_mode: bool,
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ impl NcsKernel {
                     overrides: request.overrides,
                     processing_secs: 0.0,
                     jobs: 0,
+                    last_job_secs: 0.0,
                     latencies_us: ScalarRing::new(LATENCY_WINDOW),
                 }
             }
@@ -83,7 +84,12 @@ impl NcsKernel {
         }
         let started = Instant::now();
         let mut results: Vec<PointResult> = Vec::with_capacity(request.points.len());
-        match self.mode {
+        let mode = if request.batch_mode {
+            Mode::Batched
+        } else {
+            self.mode
+        };
+        match mode {
             Mode::Exact => {
                 for (index, point) in request.points.iter().enumerate() {
                     let point_started = Instant::now();
@@ -117,20 +123,31 @@ impl NcsKernel {
         let elapsed = started.elapsed().as_secs_f64();
         record.processing_secs += elapsed;
         record.jobs += 1;
-        let outliers: Vec<usize> = results
+        record.last_job_secs = elapsed;
+        let outlier_indices: Vec<usize> = results
             .iter()
             .enumerate()
             .filter(|(_, r)| r.is_outlier)
             .map(|(i, _)| i)
             .collect();
+        let outliers: Vec<&Vec<f32>> = outlier_indices
+            .iter()
+            .map(|&i| &request.points[i])
+            .collect();
         let result = json!({
             "stream": request.stream,
             "results": results,
+            "clusters": batch_clusters(&record.stream, &request.points, &results),
             "outliers": outliers,
+            "outlier_indices": outlier_indices,
             "algorithm_quality": record.stream.metrics().clustering_quality,
             "processing_time_ms": elapsed * 1e3,
             "points_processed": results.len(),
             "clusters_found": record.stream.stats().clusters,
+            "mode": match mode {
+                Mode::Exact => "exact",
+                Mode::Batched => "batched",
+            },
         });
         let state = serde_json::to_string(&record)
             .map_err(|e| KernelError::Failed(format!("saving the stream: {e}")))?;
@@ -139,6 +156,62 @@ impl NcsKernel {
             partition_state: Some(state),
         })
     }
+}
+
+/// The clusters this batch's points joined, in order of first use, in the published NCS
+/// contract's shape: `id`, `center` (the centroid after the batch; the mean of the batch's points
+/// when maintenance merged or dropped the cluster before the batch ended), the batch's `points`
+/// of the cluster, their count as `size`, and the cluster's health as `quality` (0 once gone).
+fn batch_clusters(
+    stream: &NcsStream,
+    points: &[Vec<f32>],
+    results: &[PointResult],
+) -> Vec<serde_json::Value> {
+    let mut order: Vec<u64> = Vec::new();
+    let mut members: std::collections::HashMap<u64, Vec<&Vec<f32>>> = Default::default();
+    for (point, result) in points.iter().zip(results) {
+        if let Some(id) = result.cluster_id {
+            let list = members.entry(id).or_default();
+            if list.is_empty() {
+                order.push(id);
+            }
+            list.push(point);
+        }
+    }
+    let alive: std::collections::HashMap<u64, _> = stream
+        .clusters_summary()
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+    order
+        .into_iter()
+        .map(|id| {
+            let list = &members[&id];
+            let (center, quality) = match alive.get(&id) {
+                Some(c) => (c.centroid.clone(), c.health_score),
+                None => (mean(list), 0.0),
+            };
+            json!({
+                "id": id,
+                "center": center,
+                "points": list,
+                "size": list.len(),
+                "quality": quality,
+            })
+        })
+        .collect()
+}
+
+fn mean(points: &[&Vec<f32>]) -> Vec<f32> {
+    let dimension = points.first().map_or(0, |p| p.len());
+    let mut sum = vec![0.0f32; dimension];
+    for point in points {
+        for (s, v) in sum.iter_mut().zip(point.iter()) {
+            *s += v;
+        }
+    }
+    let n = points.len().max(1) as f32;
+    sum.into_iter().map(|s| s / n).collect()
 }
 
 impl Kernel for NcsKernel {
@@ -218,5 +291,46 @@ mod tests {
         let plain = json!({ "stream": "s", "points": [[2.0, 1.0]] });
         let kept = kernel.run_one(&job(plain, first.partition_state)).unwrap();
         assert_eq!(refusal_code(&kept), None);
+    }
+
+    #[test]
+    fn batch_mode_runs_the_batched_kernel_with_the_same_results() {
+        let kernel = NcsKernel::new(Mode::Exact, candle_core::Device::Cpu);
+        let points: Vec<Vec<f32>> = (0..120)
+            .map(|i| {
+                let c = (i % 3) as f32 * 10.0;
+                vec![
+                    c + (i as f32 * 0.37).sin() * 0.1,
+                    c + 1.0 + (i as f32).cos() * 0.1,
+                ]
+            })
+            .collect();
+        let run = |batch: bool| {
+            let payload = json!({ "stream": "s", "points": points, "batch_mode": batch });
+            kernel.run_one(&job(payload, None)).unwrap().result
+        };
+        let (exact, batched) = (run(false), run(true));
+        assert_eq!(exact["mode"], "exact");
+        assert_eq!(batched["mode"], "batched");
+        assert_eq!(exact["results"], batched["results"]);
+        assert_eq!(exact["clusters"], batched["clusters"]);
+        // The published contract's shape: clusters with their batch points, outlier points.
+        let clusters = exact["clusters"].as_array().unwrap();
+        assert!(!clusters.is_empty());
+        let in_clusters: u64 = clusters.iter().map(|c| c["size"].as_u64().unwrap()).sum();
+        let outliers = exact["outliers"].as_array().unwrap().len() as u64;
+        assert_eq!(in_clusters + outliers, points.len() as u64);
+        for cluster in clusters {
+            assert_eq!(
+                cluster["points"].as_array().unwrap().len() as u64,
+                cluster["size"].as_u64().unwrap()
+            );
+            assert_eq!(cluster["center"].as_array().unwrap().len(), 2);
+            assert!(cluster["quality"].as_f64().unwrap() >= 0.0);
+        }
+        assert_eq!(
+            exact["outlier_indices"].as_array().unwrap().len() as u64,
+            outliers
+        );
     }
 }

@@ -16,6 +16,9 @@ pub struct StreamRecord {
     pub processing_secs: f64,
     /// Jobs processed.
     pub jobs: u64,
+    /// Seconds the last job spent processing its points (0 in records saved before the field).
+    #[serde(default)]
+    pub last_job_secs: f64,
     /// Recent per-point processing times, in microseconds.
     pub latencies_us: ScalarRing,
 }

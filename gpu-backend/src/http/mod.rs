@@ -1,5 +1,6 @@
-//! The backend's HTTP surface. Every route but `/health` and `/.well-known/jwks.json` sits behind
-//! the signature [`gate`]; handlers translate HTTP into calls on the store and the auth service.
+//! The backend's HTTP surface. Every route but `/health`, `/ready` and `/.well-known/jwks.json`
+//! sits behind the signature [`gate`]; handlers translate HTTP into calls on the store and the
+//! auth service.
 //! The router is built from one list ([`routes`]), which the route table must match; the route
 //! table alone says what each route needs.
 
@@ -11,6 +12,7 @@ pub mod gate;
 pub mod internal;
 pub mod jobs;
 pub mod ncs;
+pub mod ops;
 pub mod rules;
 pub mod servers;
 
@@ -59,6 +61,8 @@ pub struct AppState {
     pub totp_issuer: String,
     /// Whether uploaded images are kept (sealed) with their analyses.
     pub retain_images: bool,
+    /// When this state was built: the start of `uptime_seconds` in `/health`.
+    pub started: Instant,
 }
 
 impl AppState {
@@ -83,6 +87,7 @@ impl AppState {
             metrics: Metrics::default(),
             totp_issuer: "H200".into(),
             retain_images: false,
+            started: Instant::now(),
         }
     }
 
@@ -100,7 +105,7 @@ pub type SharedState = Arc<AppState>;
 /// Who may call a route the router serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exposure {
-    /// Served without the signature gate (`/health`, the JWKS).
+    /// Served without the signature gate (`/health`, `/ready`, the JWKS).
     Open,
     /// Behind the signature gate, with the permission the route table names.
     Gated,
@@ -138,8 +143,11 @@ where
 fn served() -> Vec<Served> {
     use Exposure::{Gated, Internal, Open};
     vec![
-        serve(Open, Method::GET, "/health", health),
+        serve(Open, Method::GET, "/health", ops::health),
+        serve(Open, Method::GET, "/ready", ops::ready),
+        serve(Gated, Method::GET, "/api/v1/version", ops::version),
         serve(Open, Method::GET, "/.well-known/jwks.json", jwks),
+        serve(Open, Method::GET, "/openapi.json", openapi),
         serve(Gated, Method::POST, "/auth/login", auth::login),
         serve(Gated, Method::POST, "/auth/refresh", auth::refresh),
         serve(Gated, Method::POST, "/auth/logout", auth::logout),
@@ -218,6 +226,14 @@ fn served() -> Vec<Served> {
             "/api/v1/algorithm_status",
             ncs::algorithm_status,
         ),
+        serve(Gated, Method::GET, "/api/v1/streams", ncs::list_streams),
+        serve(
+            Gated,
+            Method::DELETE,
+            "/api/v1/streams/{stream}",
+            ncs::reset_stream,
+        ),
+        serve(Gated, Method::GET, "/api/v1/jobs/{id}", ncs::job_result),
         serve(Gated, Method::GET, "/api/v1/servers", servers::list),
         serve(
             Gated,
@@ -289,21 +305,6 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-async fn health(State(state): State<SharedState>) -> Response {
-    let database = state.store.ping().await;
-    let body = serde_json::json!({
-        "status": if database { "ok" } else { "degraded" },
-        "database": if database { "ok" } else { "unreachable" },
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    let status = if database {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
-}
-
 async fn jwks(State(state): State<SharedState>) -> Response {
     let mut response = state.tokens().jwks_json().to_owned().into_response();
     let headers = response.headers_mut();
@@ -316,6 +317,15 @@ async fn jwks(State(state): State<SharedState>) -> Response {
         HeaderValue::from_static("public, max-age=300"),
     );
     response
+}
+
+/// `GET /openapi.json`: the committed OpenAPI document, the one every edge answers itself.
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        shared::openapi::DOCUMENT,
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: the route table names its permission (`metrics:read`), the gate checks it.

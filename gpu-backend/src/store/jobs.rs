@@ -63,6 +63,9 @@ impl JobState {
 #[derive(Debug, Clone, Serialize)]
 pub struct NewJob {
     pub kind: String,
+    /// The account the job works for: [`Store::enqueue`] and [`Store::create_analysis`] queue
+    /// it only while the account exists, and erasing the account deletes its jobs.
+    /// [`Store::enqueue_batch`] takes any tag here and checks nothing.
     pub owner: Option<String>,
     /// Jobs with the same key run one at a time, in enqueue order (an NCS stream).
     pub partition_key: Option<String>,
@@ -229,12 +232,23 @@ const READY: &str = "j.state IN ('queued', 'failed') AND j.run_at_ms <= $3 \
 
 impl Store {
     /// Enqueues a job, or returns the job already enqueued under its idempotency key.
-    /// The flag says whether this call created it.
+    /// The flag says whether this call created it. A job with an owner is queued only while
+    /// that account exists ([`StoreError::AccountGone`] otherwise, and nothing is queued).
     pub async fn enqueue(&self, job: &NewJob) -> StoreResult<(JobRecord, bool)> {
         let id = uuid::Uuid::now_v7().to_string();
-        let mut conn = self.pool.acquire().await?;
-        let created = insert_job(&mut conn, &id, job, now_ms()).await?;
-        drop(conn);
+        let created = match job.owner.as_deref() {
+            Some(owner) => {
+                let mut tx = self.begin_write().await?;
+                self.hold_account(&mut tx, owner).await?;
+                let created = insert_job(&mut tx, &id, job, now_ms()).await?;
+                tx.commit().await?;
+                created
+            }
+            None => {
+                let mut conn = self.pool.acquire().await?;
+                insert_job(&mut conn, &id, job, now_ms()).await?
+            }
+        };
         let record = if created {
             self.notify_enqueued(&job.kind).await;
             self.job(&id).await?
@@ -251,7 +265,8 @@ impl Store {
         Ok((record.ok_or(StoreError::NotFound)?, created))
     }
 
-    /// Enqueues many jobs in one statement (no idempotency keys); returns how many.
+    /// Enqueues many jobs in one statement (no idempotency keys; owners are not checked against
+    /// accounts: bulk loads, the queue benchmark); returns how many.
     pub async fn enqueue_batch(&self, jobs: &[NewJob]) -> StoreResult<u64> {
         if jobs.is_empty() {
             return Ok(0);
@@ -632,6 +647,54 @@ impl Store {
             .await?;
         row.map(|row| Ok((row.try_get("state")?, row.try_get("version")?)))
             .transpose()
+    }
+
+    /// The saved partitions (NCS streams) whose key starts with `prefix`, in key order: each
+    /// key, its version, when it was last saved and the size of its saved state in bytes.
+    pub async fn stream_states_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> StoreResult<Vec<(String, i64, i64, i64)>> {
+        // substr, not LIKE: a prefix may hold `%` or `_`.
+        let rows = sqlx::query(
+            "SELECT stream_key, version, updated_at_ms, CAST(length(state) AS BIGINT) AS size \
+             FROM stream_states WHERE substr(stream_key, 1, CAST($1 AS INTEGER)) = $2 \
+             ORDER BY stream_key",
+        )
+        .bind(prefix.chars().count() as i64)
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("stream_key")?,
+                    row.try_get("version")?,
+                    row.try_get("updated_at_ms")?,
+                    row.try_get::<i64, _>("size")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// How many jobs of a partition are in `state`.
+    pub async fn count_partition_jobs(&self, partition: &str, state: JobState) -> StoreResult<i64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE partition_key = $1 AND state = $2")
+                .bind(partition)
+                .bind(state.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Forgets the saved state of a partition; whether there was one.
+    pub async fn delete_stream_state(&self, key: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM stream_states WHERE stream_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Waits until a job may have been enqueued (in this process) or `timeout` passes.

@@ -21,7 +21,13 @@ pub const MAX_STREAM_CHARS: usize = 64;
 /// Shortest and longest accepted `timeout`, in milliseconds.
 pub const TIMEOUT_MS: (u64, u64) = (1_000, 300_000);
 
+/// Shortest and longest `timeout` read as seconds, the unit of the published NCS SDK (its
+/// `process_points_batch` sends `"timeout": 60`). Values from 301 to 999 are refused as
+/// ambiguous.
+pub const TIMEOUT_SECS: (u64, u64) = (1, 300);
+
 /// A batch of vectors for one stream.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessPointsRequest {
@@ -29,21 +35,31 @@ pub struct ProcessPointsRequest {
     /// Parsing keeps at most one point (and one value) past each limit, so an oversized batch
     /// costs no more memory than a full one before it is refused.
     #[serde(deserialize_with = "bounded_points")]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 10_000))]
     pub points: Vec<Vec<f64>>,
     /// The stream the points belong to: 1 to 64 characters of `[A-Za-z0-9_.:-]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$"))]
     pub stream: Option<String>,
     /// Overrides of the clustering parameters for this batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algorithm_params: Option<AlgorithmOverrides>,
-    /// How long the caller waits for the result, in milliseconds (1 000 to 300 000).
+    /// How long the caller waits for the result: 1 000 to 300 000 is milliseconds; 1 to 300 is
+    /// seconds, as the published NCS SDK sends it. See [`ProcessPointsRequest::timeout_ms`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 300_000))]
     pub timeout: Option<u64>,
+    /// The published NCS contract's batch switch: `true` runs the request through the batched
+    /// kernel (one matrix product per batch), `false` or absent through the exact one. Results
+    /// agree with exact mode within the kernel's documented distance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_mode: Option<bool>,
 }
 
 /// Per-request overrides of the clustering parameters (`algorithm_params`), each within its
 /// range in [`ranges`]. The `ncs` job carries them as they were parsed, and a stream keeps the
 /// overrides it was created with.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlgorithmOverrides {
@@ -79,6 +95,17 @@ impl ProcessPointsRequest {
     /// The dimension shared by every point (of the first point before validation).
     pub fn dimension(&self) -> usize {
         self.points.first().map_or(0, Vec::len)
+    }
+
+    /// The validated `timeout` in milliseconds: values up to [`TIMEOUT_SECS`]`.1` are seconds.
+    pub fn timeout_ms(&self) -> Option<u64> {
+        self.timeout.map(|t| {
+            if t <= TIMEOUT_SECS.1 {
+                t * 1_000
+            } else {
+                t
+            }
+        })
     }
 }
 
@@ -139,7 +166,11 @@ impl Validate for ProcessPointsRequest {
             )
         })?;
         check_some(self.timeout.as_ref(), |&timeout| {
-            check_range("timeout", timeout, TIMEOUT_MS.0, TIMEOUT_MS.1)
+            if timeout <= TIMEOUT_SECS.1 {
+                check_range("timeout", timeout, TIMEOUT_SECS.0, TIMEOUT_SECS.1)
+            } else {
+                check_range("timeout", timeout, TIMEOUT_MS.0, TIMEOUT_MS.1)
+            }
         })?;
         check_some(self.algorithm_params.as_ref(), AlgorithmOverrides::validate)
     }
@@ -387,6 +418,7 @@ mod tests {
                 stream: None,
                 algorithm_params: None,
                 timeout: None,
+                batch_mode: None,
             };
             let problem = request.validate().unwrap_err();
             assert_eq!(
@@ -433,6 +465,12 @@ mod tests {
         assert!(with("1000").is_ok());
         assert!(with("300000").is_ok());
         assert_eq!(with("999").unwrap_err().errors[0].field, "timeout");
+        assert_eq!(with("301").unwrap_err().errors[0].field, "timeout");
+        assert_eq!(with("0").unwrap_err().errors[0].field, "timeout");
+        // The SDK's seconds.
+        assert_eq!(with("60").unwrap().timeout_ms(), Some(60_000));
+        assert_eq!(with("300").unwrap().timeout_ms(), Some(300_000));
+        assert_eq!(with("1000").unwrap().timeout_ms(), Some(1_000));
         assert_eq!(
             with("300001").unwrap_err().code,
             ErrorCode::ValidationFailed
@@ -479,6 +517,26 @@ mod tests {
         assert_eq!(
             nan.validate().unwrap_err().errors[0].field,
             "algorithm_params.learning_rate"
+        );
+    }
+
+    #[test]
+    fn batch_mode_is_a_boolean() {
+        let with = |b: &str| {
+            parse_valid::<ProcessPointsRequest>(
+                body("[[1]]", &format!(r#","batch_mode":{b}"#)).as_bytes(),
+            )
+        };
+        assert_eq!(with("true").unwrap().batch_mode, Some(true));
+        assert_eq!(with("false").unwrap().batch_mode, Some(false));
+        assert_eq!(with(r#""yes""#).unwrap_err().code, ErrorCode::InvalidJson);
+        assert_eq!(with("1").unwrap_err().code, ErrorCode::InvalidJson);
+        // What the SDK's process_points_batch sends by default.
+        let sdk = r#"{"points":[[1,2]],"batch_mode":true,"timeout":60}"#;
+        let request = parse_valid::<ProcessPointsRequest>(sdk.as_bytes()).unwrap();
+        assert_eq!(
+            (request.batch_mode, request.timeout_ms()),
+            (Some(true), Some(60_000))
         );
     }
 
