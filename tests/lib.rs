@@ -16,6 +16,7 @@ pub mod tools;
 mod scenarios {
     pub mod client_address;
     pub mod key_revocation;
+    pub mod openapi;
 }
 
 use std::future::Future;
@@ -32,6 +33,7 @@ use scenarios::client_address::{
     concurrent_logins_hold_the_login_limit, forged_address_headers_do_not_escape_the_login_block,
 };
 use scenarios::key_revocation::key_revocation;
+use scenarios::openapi::openapi_document_served;
 
 pub use scenarios::client_address::without_platform_address;
 
@@ -197,6 +199,7 @@ pub fn scenarios() -> Vec<Scenario> {
             "concurrent logins from one address hold the login limit",
             concurrent_logins_hold_the_login_limit
         ),
+        scenario!("the openapi document is served", openapi_document_served),
     ]
 }
 

@@ -290,6 +290,10 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         let bytes = validate::read_limited(body, route.body_limit).await?;
         validate::check_body(&request.method, route, content_type, &bytes)?;
         self.finished(Stage::Validate);
+        if route.path == shared::openapi::PATH {
+            // The committed document, the same on every runtime; the backend is not asked.
+            return Ok(respond::json_document(shared::openapi::DOCUMENT));
+        }
 
         let outbound = Outbound {
             method: &request.method,
@@ -1022,6 +1026,18 @@ mod tests {
             retired.status, 401,
             "a key dropped from the JWKS no longer admits its tokens"
         );
+    }
+
+    #[test]
+    fn the_openapi_document_is_answered_at_the_edge_with_its_headers() {
+        let rig = rig();
+        let response = rig.send("GET", "/openapi.json", &[], b"");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_eq!(response.body, shared::openapi::DOCUMENT.as_bytes());
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+        assert!(response.header("x-ratelimit-limit").is_some());
+        assert!(rig.upstream.paths().is_empty());
     }
 
     #[test]

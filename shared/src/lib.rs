@@ -25,12 +25,15 @@
 //! - [`audit`]: audit event types and records with UUIDv7 ids.
 //! - [`totp`]: RFC 6238 one-time codes for MFA.
 //! - [`problem`]: RFC 9457 problem details and the stable error codes.
+//! - [`openapi`]: the public API as an OpenAPI 3.1 document, generated from the route table and
+//!   the body types (feature `openapi`) and committed as `shared/openapi.json`.
 
 pub mod api_key;
 pub mod audit;
 pub mod body;
 pub mod cors;
 pub mod headers;
+pub mod openapi;
 pub mod permissions;
 pub mod problem;
 pub mod rate_limit;

@@ -14,6 +14,7 @@ pub const PROBLEM_TYPE_PREFIX: &str = "urn:h200:problem:";
 macro_rules! error_codes {
     ($($variant:ident => ($name:literal, $status:literal, $title:literal)),+ $(,)?) => {
         /// A stable, machine-readable reason for refusing a request.
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum ErrorCode {
             $(#[serde(rename = $name)] $variant),+
@@ -123,6 +124,7 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// One field-level reason inside a validation problem.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     /// JSON pointer-ish path of the offending field, e.g. `points[3][0]`.
@@ -132,6 +134,7 @@ pub struct FieldError {
 }
 
 /// An RFC 9457 problem document with the project's extensions (`code`, `request_id`, `errors`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
     #[serde(rename = "type")]

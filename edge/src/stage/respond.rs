@@ -35,6 +35,15 @@ pub fn refusal_response(refusal: &Refusal, request_id: &str) -> EdgeResponse {
     response
 }
 
+/// A JSON document the edge answers itself (the OpenAPI document), cacheable for a minute.
+pub fn json_document(document: &str) -> EdgeResponse {
+    let mut response = EdgeResponse::new(200);
+    response.set_header("content-type", "application/json");
+    response.set_header("cache-control", "public, max-age=60");
+    response.body = document.as_bytes().to_vec();
+    response
+}
+
 /// The backend's answer as the client will see it, without hop-by-hop fields.
 pub fn from_upstream(upstream: UpstreamResponse) -> EdgeResponse {
     let headers = upstream

@@ -205,6 +205,7 @@ pub const MAX_FEEDBACK_COMMENT_CHARS: usize = 1_000;
 pub const MAX_FEEDBACK_MUG_COUNT: u32 = 1_000;
 
 /// Whether an analysis was right, from the person who asked for it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisFeedbackRequest {

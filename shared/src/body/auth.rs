@@ -20,12 +20,15 @@ pub const MAX_API_KEY_NAME_CHARS: usize = 100;
 pub const MAX_API_KEY_DAYS: u32 = 365;
 
 /// `POST /auth/login`, as JSON or as a form. Its `Debug` never shows the password or the code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// 1 to 64 characters, no control characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub username: String,
     /// 1 to 1 024 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub password: String,
     /// The current TOTP code, 6 digits, when MFA is on.
     #[serde(default)]
@@ -89,6 +92,7 @@ impl Validate for LoginRequest {
 }
 
 /// `POST /auth/refresh` with the token in the body. Its `Debug` never shows the token.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
@@ -117,6 +121,7 @@ impl Validate for RefreshRequest {
 }
 
 /// `POST /auth/mfa/verify`. Its `Debug` never shows the code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MfaVerifyRequest {
@@ -139,6 +144,7 @@ impl Validate for MfaVerifyRequest {
 }
 
 /// `POST /auth/api-keys`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyCreateRequest {
@@ -159,6 +165,7 @@ impl Validate for ApiKeyCreateRequest {
 }
 
 /// `POST /auth/logout`: optionally the session's refresh token, whose family then ends too.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
@@ -187,6 +194,7 @@ impl Validate for LogoutRequest {
 
 /// `POST /auth/password`: the current password and the new one (the strength policy and the
 /// history are the backend's to check; this bounds the input).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeRequest {

@@ -40,6 +40,7 @@ pub const MAX_RULE_ID_CHARS: usize = 64;
 pub const MAX_RULE_TEXT_CHARS: usize = 1_000;
 
 /// A placement rule: when every condition holds, its actions fire.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDefinition {
@@ -83,6 +84,7 @@ fn default_enabled() -> bool {
 }
 
 /// One test of an analysis fact against a value.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleCondition {
@@ -96,6 +98,7 @@ pub struct RuleCondition {
 }
 
 /// How a condition compares its field with its value.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ConditionOperator {
     /// `==`: the field is equal to the value.
@@ -181,6 +184,7 @@ impl ConditionOperator {
 }
 
 /// What a rule does when it matches.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleAction {
@@ -191,10 +195,12 @@ pub struct RuleAction {
     pub message: Option<String>,
     /// At most 20 entries, each name 1 to 100 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub parameters: Option<Map<String, Value>>,
 }
 
 /// The kinds of rule action.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionKind {
@@ -208,6 +214,7 @@ pub enum ActionKind {
 
 /// A partial update of a rule: the fields present replace the stored ones, under the same limits
 /// as [`RuleDefinition`]. At least one field must be present; `null` counts as absent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulePatch {
@@ -235,6 +242,7 @@ pub struct RulePatch {
 }
 
 /// Evaluates rules against the facts of an analysis.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleEvaluateRequest {
@@ -243,10 +251,12 @@ pub struct RuleEvaluateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_ids: Option<Vec<String>>,
     /// The analysis facts, a JSON object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub context: Value,
 }
 
 /// Asks the backend to draft a rule from a sentence.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NaturalLanguageRuleRequest {

@@ -1,0 +1,669 @@
+//! What the route table does not say about each public operation: its summary, its request body
+//! type, its success answers and the codes its handler may refuse with. The generator refuses a
+//! table route without an entry here, and an entry without a route.
+
+use serde_json::{Value, json};
+
+use crate::problem::ErrorCode;
+
+/// The request body an operation takes.
+pub(super) enum Request {
+    /// No body.
+    None,
+    /// A JSON body of the named schema (a type of [`crate::body`]).
+    Json(&'static str),
+    /// The named schema as JSON or as `application/x-www-form-urlencoded`.
+    JsonOrForm(&'static str),
+    /// The analysis upload (`multipart/form-data`).
+    Multipart,
+}
+
+/// One answer of the handler's own (a 503 of `/health` or `/ready` shares its status with the
+/// problem answers and is merged with them).
+pub(super) enum Reply {
+    /// No body (204).
+    Empty,
+    /// A JSON body of this schema.
+    Json(fn() -> Value),
+    /// Plain text (Prometheus exposition format).
+    Text,
+}
+
+/// The description of one operation of the route table.
+pub(super) struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub request: Request,
+    pub success: Vec<(u16, Reply)>,
+    /// Codes the handler itself may answer with, beyond those the route's policy implies.
+    pub codes: &'static [ErrorCode],
+}
+
+fn op(
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    request: Request,
+    success: Vec<(u16, Reply)>,
+    codes: &'static [ErrorCode],
+) -> Operation {
+    Operation {
+        method,
+        path,
+        tag,
+        summary,
+        request,
+        success,
+        codes,
+    }
+}
+
+/// An object with these documented fields (name, schema); more fields may come.
+fn object(fields: &[(&str, Value)]) -> Value {
+    let properties: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(name, schema)| ((*name).to_owned(), schema.clone()))
+        .collect();
+    json!({ "type": "object", "properties": properties })
+}
+
+fn tokens() -> Value {
+    let mut schema = object(&[
+        ("access_token", json!({ "type": "string" })),
+        ("refresh_token", json!({ "type": "string" })),
+        ("token_type", json!({ "type": "string", "const": "Bearer" })),
+        ("expires_in", json!({ "type": "integer" })),
+        ("scope", json!({ "type": "string" })),
+    ]);
+    schema["required"] = json!(["access_token", "token_type", "expires_in"]);
+    schema
+}
+
+fn mfa_setup() -> Value {
+    object(&[
+        ("secret", json!({ "type": "string" })),
+        ("otpauth_uri", json!({ "type": "string" })),
+    ])
+}
+
+fn mfa_enabled() -> Value {
+    object(&[("mfa_enabled", json!({ "type": "boolean" }))])
+}
+
+fn api_key() -> Value {
+    object(&[
+        ("id", json!({ "type": "string" })),
+        ("name", json!({ "type": "string" })),
+        (
+            "key",
+            json!({ "type": "string", "description": "`ncs_` + 32 hex, shown once" }),
+        ),
+    ])
+}
+
+fn api_keys() -> Value {
+    object(&[("keys", json!({ "type": "array", "items": api_key() }))])
+}
+
+fn jwks() -> Value {
+    object(&[(
+        "keys",
+        json!({ "type": "array", "items": { "type": "object" } }),
+    )])
+}
+
+fn analysis() -> Value {
+    object(&[
+        ("id", json!({ "type": "string" })),
+        (
+            "status",
+            json!({ "type": "string", "enum": ["pending", "processing", "completed", "failed"] }),
+        ),
+        ("reused", json!({ "type": "boolean" })),
+        ("image", json!({ "type": "object" })),
+        ("options", json!({ "type": "object" })),
+        ("result", json!({ "type": ["object", "null"] })),
+    ])
+}
+
+fn page(items: &str) -> Value {
+    object(&[
+        (
+            items,
+            json!({ "type": "array", "items": { "type": "object" } }),
+        ),
+        ("limit", json!({ "type": "integer" })),
+        ("offset", json!({ "type": "integer" })),
+        ("total", json!({ "type": "integer" })),
+    ])
+}
+
+fn analyses() -> Value {
+    page("analyses")
+}
+
+fn rules() -> Value {
+    page("rules")
+}
+
+fn audit() -> Value {
+    page("events")
+}
+
+fn users() -> Value {
+    page("users")
+}
+
+fn rule() -> Value {
+    object(&[
+        ("id", json!({ "type": "string" })),
+        (
+            "rule",
+            json!({ "$ref": "#/components/schemas/RuleDefinition" }),
+        ),
+    ])
+}
+
+fn evaluation() -> Value {
+    object(&[("results", json!({ "type": "array" }))])
+}
+
+fn drafted_rule() -> Value {
+    object(&[
+        ("rule", json!({ "type": "object" })),
+        ("interpretation", json!({ "type": "string" })),
+        ("confidence", json!({ "type": "number" })),
+        (
+            "warnings",
+            json!({ "type": "array", "items": { "type": "string" } }),
+        ),
+        ("saved", json!({ "type": "boolean" })),
+    ])
+}
+
+fn points_result() -> Value {
+    object(&[
+        ("request_id", json!({ "type": "string" })),
+        (
+            "results",
+            json!({ "type": "array", "items": object(&[
+                ("cluster_id", json!({ "type": "integer" })),
+                ("is_outlier", json!({ "type": "boolean" })),
+                ("outlier_score", json!({ "type": "number" })),
+            ]) }),
+        ),
+        (
+            "outliers",
+            json!({ "type": "array", "items": { "type": "integer" } }),
+        ),
+        ("algorithm_quality", json!({ "type": "number" })),
+        ("processing_time_ms", json!({ "type": "number" })),
+        ("points_processed", json!({ "type": "integer" })),
+        ("clusters_found", json!({ "type": "integer" })),
+    ])
+}
+
+fn clusters_summary() -> Value {
+    object(&[(
+        "clusters_info",
+        json!({ "type": "array", "items": { "type": "object" } }),
+    )])
+}
+
+fn algorithm_status() -> Value {
+    json!({ "type": "object" })
+}
+
+fn servers() -> Value {
+    object(&[(
+        "servers",
+        json!({ "type": "array", "items": { "type": "object" } }),
+    )])
+}
+
+fn server_request() -> Value {
+    object(&[
+        ("id", json!({ "type": "string" })),
+        ("requested_state", json!({ "type": "string" })),
+    ])
+}
+
+fn export() -> Value {
+    json!({ "type": "object" })
+}
+
+fn health() -> Value {
+    object(&[("status", json!({ "type": "string" }))])
+}
+
+fn job() -> Value {
+    object(&[
+        ("id", json!({ "type": "string" })),
+        ("status", json!({ "type": "string" })),
+    ])
+}
+
+fn streams() -> Value {
+    object(&[(
+        "streams",
+        json!({ "type": "array", "items": { "type": "object" } }),
+    )])
+}
+
+fn ready() -> Value {
+    object(&[
+        ("status", json!({ "type": "string" })),
+        ("components", json!({ "type": "object" })),
+        (
+            "not_ready",
+            json!({ "type": "array", "items": { "type": "string" } }),
+        ),
+    ])
+}
+
+fn version() -> Value {
+    object(&[
+        ("version", json!({ "type": "string" })),
+        ("api_version", json!({ "type": "string" })),
+        ("algorithm_version", json!({ "type": "string" })),
+    ])
+}
+
+fn openapi() -> Value {
+    object(&[("openapi", json!({ "type": "string" }))])
+}
+
+/// Every public operation, in the route table's order.
+pub(super) fn all() -> Vec<Operation> {
+    use ErrorCode as E;
+    use Reply::{Empty, Json, Text};
+    use Request::{JsonOrForm, Multipart, None as NoBody};
+    let json = Request::Json;
+    vec![
+        op(
+            "POST",
+            "/auth/login",
+            "auth",
+            "Log in: access and refresh tokens",
+            JsonOrForm("LoginRequest"),
+            vec![(200, Json(tokens))],
+            &[E::InvalidCredentials, E::MfaRequired, E::InvalidMfaCode],
+        ),
+        op(
+            "POST",
+            "/auth/refresh",
+            "auth",
+            "Rotate a refresh token",
+            json("RefreshRequest"),
+            vec![(200, Json(tokens))],
+            &[
+                E::InvalidToken,
+                E::ExpiredToken,
+                E::RevokedToken,
+                E::RevokedKey,
+                E::RefreshTokenReused,
+                E::MissingCredentials,
+            ],
+        ),
+        op(
+            "POST",
+            "/auth/logout",
+            "auth",
+            "Revoke the presented access token (and a refresh token)",
+            json("LogoutRequest"),
+            vec![(204, Empty)],
+            &[],
+        ),
+        op(
+            "POST",
+            "/auth/password",
+            "auth",
+            "Change the caller's password",
+            json("PasswordChangeRequest"),
+            vec![(204, Empty)],
+            &[E::InvalidCredentials, E::WeakPassword, E::PasswordReused],
+        ),
+        op(
+            "POST",
+            "/auth/mfa/setup",
+            "auth",
+            "Start TOTP setup: a new secret, shown once",
+            NoBody,
+            vec![(200, Json(mfa_setup))],
+            &[E::Conflict],
+        ),
+        op(
+            "POST",
+            "/auth/mfa/verify",
+            "auth",
+            "Turn MFA on with the first valid code",
+            json("MfaVerifyRequest"),
+            vec![(200, Json(mfa_enabled))],
+            &[E::InvalidMfaCode, E::Conflict],
+        ),
+        op(
+            "POST",
+            "/auth/api-keys",
+            "auth",
+            "Create an API key (shown once)",
+            json("ApiKeyCreateRequest"),
+            vec![(201, Json(api_key))],
+            &[E::Conflict],
+        ),
+        op(
+            "GET",
+            "/auth/api-keys",
+            "auth",
+            "List the caller's API keys",
+            NoBody,
+            vec![(200, Json(api_keys))],
+            &[],
+        ),
+        op(
+            "DELETE",
+            "/auth/api-keys/{id}",
+            "auth",
+            "Revoke an API key",
+            NoBody,
+            vec![(204, Empty)],
+            &[],
+        ),
+        op(
+            "GET",
+            "/.well-known/jwks.json",
+            "auth",
+            "The public token signing keys",
+            NoBody,
+            vec![(200, Json(jwks))],
+            &[],
+        ),
+        op(
+            "POST",
+            "/api/v1/analysis",
+            "analysis",
+            "Upload a photo for mug positioning",
+            Multipart,
+            vec![(200, Json(analysis)), (202, Json(analysis))],
+            &[E::InvalidImageFormat, E::ImageTooLarge, E::Conflict],
+        ),
+        op(
+            "GET",
+            "/api/v1/analysis",
+            "analysis",
+            "List analyses, newest first",
+            NoBody,
+            vec![(200, Json(analyses))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/analysis/{id}",
+            "analysis",
+            "One analysis",
+            NoBody,
+            vec![(200, Json(analysis))],
+            &[],
+        ),
+        op(
+            "DELETE",
+            "/api/v1/analysis/{id}",
+            "analysis",
+            "Delete an analysis",
+            NoBody,
+            vec![(204, Empty)],
+            &[E::Conflict],
+        ),
+        op(
+            "POST",
+            "/api/v1/analysis/{id}/feedback",
+            "analysis",
+            "Say whether an analysis was right",
+            json("AnalysisFeedbackRequest"),
+            vec![(200, Json(analysis))],
+            &[E::Conflict],
+        ),
+        op(
+            "GET",
+            "/api/v1/rules",
+            "rules",
+            "List rules, highest priority first",
+            NoBody,
+            vec![(200, Json(rules))],
+            &[],
+        ),
+        op(
+            "POST",
+            "/api/v1/rules",
+            "rules",
+            "Create a rule",
+            json("RuleDefinition"),
+            vec![(201, Json(rule))],
+            &[E::Conflict],
+        ),
+        op(
+            "GET",
+            "/api/v1/rules/{id}",
+            "rules",
+            "One rule",
+            NoBody,
+            vec![(200, Json(rule))],
+            &[],
+        ),
+        op(
+            "PATCH",
+            "/api/v1/rules/{id}",
+            "rules",
+            "Change a rule",
+            json("RulePatch"),
+            vec![(200, Json(rule))],
+            &[],
+        ),
+        op(
+            "DELETE",
+            "/api/v1/rules/{id}",
+            "rules",
+            "Delete a rule",
+            NoBody,
+            vec![(204, Empty)],
+            &[],
+        ),
+        op(
+            "POST",
+            "/api/v1/rules/evaluate",
+            "rules",
+            "Evaluate rules against analysis facts",
+            json("RuleEvaluateRequest"),
+            vec![(200, Json(evaluation))],
+            &[],
+        ),
+        op(
+            "POST",
+            "/api/v1/rules/natural-language",
+            "rules",
+            "Draft a rule from a sentence",
+            json("NaturalLanguageRuleRequest"),
+            vec![(200, Json(drafted_rule)), (201, Json(drafted_rule))],
+            &[E::Conflict],
+        ),
+        op(
+            "POST",
+            "/api/v1/process_points",
+            "ncs",
+            "Cluster a batch of points of one stream",
+            json("ProcessPointsRequest"),
+            vec![(200, Json(points_result))],
+            &[
+                E::EmptyPoints,
+                E::TooManyPoints,
+                E::DimensionMismatch,
+                E::InvalidInput,
+                E::Conflict,
+            ],
+        ),
+        op(
+            "GET",
+            "/api/v1/clusters_summary",
+            "ncs",
+            "The clusters of a stream",
+            NoBody,
+            vec![(200, Json(clusters_summary))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/algorithm_status",
+            "ncs",
+            "The state of a stream's algorithm",
+            NoBody,
+            vec![(200, Json(algorithm_status))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/jobs/{id}",
+            "ncs",
+            "The result of a process_points that outran its timeout",
+            NoBody,
+            vec![(200, Json(points_result)), (202, Json(job))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/streams",
+            "ncs",
+            "The caller's streams",
+            NoBody,
+            vec![(200, Json(streams))],
+            &[],
+        ),
+        op(
+            "DELETE",
+            "/api/v1/streams/{stream}",
+            "ncs",
+            "Forget one of the caller's streams",
+            NoBody,
+            vec![(204, Empty)],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/servers",
+            "servers",
+            "The GPU workers",
+            NoBody,
+            vec![(200, Json(servers))],
+            &[],
+        ),
+        op(
+            "POST",
+            "/api/v1/servers/{id}/pause",
+            "servers",
+            "Pause a worker",
+            NoBody,
+            vec![(202, Json(server_request))],
+            &[],
+        ),
+        op(
+            "POST",
+            "/api/v1/servers/{id}/resume",
+            "servers",
+            "Resume a worker",
+            NoBody,
+            vec![(202, Json(server_request))],
+            &[],
+        ),
+        op(
+            "POST",
+            "/api/v1/servers/{id}/drain",
+            "servers",
+            "Drain a worker",
+            NoBody,
+            vec![(202, Json(server_request))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/admin/audit",
+            "admin",
+            "The audit trail",
+            NoBody,
+            vec![(200, Json(audit))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/admin/users",
+            "admin",
+            "The users",
+            NoBody,
+            vec![(200, Json(users))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/me/export",
+            "account",
+            "Everything stored about the caller (GDPR)",
+            NoBody,
+            vec![(200, Json(export))],
+            &[],
+        ),
+        op(
+            "DELETE",
+            "/api/v1/me",
+            "account",
+            "Erase the caller's account (GDPR)",
+            NoBody,
+            vec![(204, Empty)],
+            &[],
+        ),
+        op(
+            "GET",
+            "/health",
+            "operations",
+            "Health, the database included",
+            NoBody,
+            vec![(200, Json(health)), (503, Json(health))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/ready",
+            "operations",
+            "Readiness: the database and a worker for every kernel kind",
+            NoBody,
+            vec![(200, Json(ready)), (503, Json(ready))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/version",
+            "operations",
+            "Versions of the service, the API and the algorithm",
+            NoBody,
+            vec![(200, Json(version))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/metrics",
+            "operations",
+            "Prometheus metrics",
+            NoBody,
+            vec![(200, Text)],
+            &[],
+        ),
+        op(
+            "GET",
+            "/openapi.json",
+            "operations",
+            "This document",
+            NoBody,
+            vec![(200, Json(openapi))],
+            &[],
+        ),
+    ]
+}
