@@ -75,7 +75,7 @@ async fn users_and_password_history(backend: Backend) {
             .mfa_enabled
     );
 
-    store.delete_user(&user.id).await.unwrap();
+    store.delete_user(&user.id, 60_000).await.unwrap();
     assert!(store.user_by_id(&user.id).await.unwrap().is_none());
     assert!(
         store

@@ -1,6 +1,6 @@
 //! The deny-list as the backend enforces it itself: the check the gate repeats for every user
-//! request and the refresh route makes for a presented refresh token, and revoking every token a
-//! subject holds. The rule is [`shared::revocation`]'s, the same one the edges apply.
+//! request and the refresh route makes for a presented refresh token, revoking every token a
+//! subject holds, and erasing an account with every credential it has. The rule is [`shared::revocation`]'s, the same one the edges apply.
 
 use shared::ErrorCode;
 use shared::permissions::{Principal, PrincipalKind};
@@ -51,12 +51,25 @@ pub async fn revoke_subject(
     before_ms: i64,
     policy: &TokenPolicy,
 ) -> StoreResult<()> {
-    let longest_ms = (policy.refresh_ttl_secs.max(policy.access_ttl_secs) + policy.leeway_secs)
-        .saturating_mul(1000);
     let target = RevokedTarget {
         kind: RevocationKind::Subject,
         id: subject.to_owned(),
     };
-    let expires = before_ms.saturating_add(i64::try_from(longest_ms).unwrap_or(i64::MAX));
+    let expires = before_ms.saturating_add(token_lifetime_ms(policy));
     store.revoke(&target, Some(before_ms), expires).await
+}
+
+/// Erases the account `user_id` and ends every credential it has, in one transaction
+/// ([`Store::delete_user`]): its API keys and refresh families go with it, and every token of
+/// its subject issued until the erasure is revoked (a `sub` entry kept as long as the
+/// longest-lived token `policy` issues), at the backend at once and at every edge within 60 s.
+/// [`StoreError::AccountGone`](crate::store::StoreError::AccountGone) when it is already gone.
+pub async fn erase_account(store: &Store, user_id: &str, policy: &TokenPolicy) -> StoreResult<()> {
+    store.delete_user(user_id, token_lifetime_ms(policy)).await
+}
+
+/// The longest a token `policy` issues can be accepted after its issue, in milliseconds.
+fn token_lifetime_ms(policy: &TokenPolicy) -> i64 {
+    let longest_secs = policy.refresh_ttl_secs.max(policy.access_ttl_secs) + policy.leeway_secs;
+    i64::try_from(longest_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }

@@ -13,6 +13,7 @@ use super::auth::audit;
 use super::error::{ApiError, ApiQuery, ApiResult, internal};
 use super::gate::Caller;
 use super::{SharedState, page};
+use crate::auth::revocation;
 use crate::store::audit::AuditFilter;
 
 /// Most rows one page may ask for.
@@ -174,12 +175,16 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
 /// Most analyses an export lists (newest first).
 const EXPORT_ANALYSES: i64 = 10_000;
 
-/// `DELETE /api/v1/me`: erases the account. The audit trail stays (it is append-only and
-/// chained) but names the user only by an id that no longer leads anywhere.
+/// `DELETE /api/v1/me`: erases the account and ends every credential it has: every token of
+/// it (this one, other logins', refreshed ones) is refused by the backend at once and by every
+/// edge within 60 s, and its refresh families and API keys go with it. A request of the account
+/// that passed the gate just before writes nothing (401 `REVOKED_TOKEN`). The audit trail stays
+/// (it is append-only and chained) but names the user only by an id that no longer leads
+/// anywhere.
 pub async fn erase_me(State(state): State<SharedState>, caller: Caller) -> ApiResult<StatusCode> {
     let user_id = caller.require_user()?.to_owned();
-    state.store.delete_user(&user_id).await?;
-    super::auth::deny_presented_token(&state, &caller).await?;
+    let policy = state.tokens().policy().clone();
+    revocation::erase_account(&state.store, &user_id, &policy).await?;
     audit(
         &state,
         &caller,

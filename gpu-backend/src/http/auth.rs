@@ -23,9 +23,9 @@ use super::error::{ApiError, ApiQuery, ApiResult, internal};
 use super::gate::{Caller, random_tail};
 use crate::auth::{revocation, token_keys};
 use crate::store::api_keys::ApiKeyRecord;
-use crate::store::now_ms;
 use crate::store::tokens::RefreshUse;
 use crate::store::users::UserRecord;
+use crate::store::{StoreError, now_ms};
 
 fn now_secs() -> u64 {
     (now_ms() / 1000) as u64
@@ -195,8 +195,18 @@ pub async fn login(
             return Err(ApiError::new(ErrorCode::InvalidMfaCode));
         }
     }
+    // An account erased since its password was checked gets no session: the same answer as a
+    // login after the erasure.
+    let erased_meanwhile = |error: StoreError| match error {
+        StoreError::AccountGone => ApiError::new(ErrorCode::InvalidCredentials),
+        other => other.into(),
+    };
     let family = uuid::Uuid::new_v4().simple().to_string();
-    state.store.create_token_family(&family, &user.id).await?;
+    state
+        .store
+        .create_token_family(&family, &user.id)
+        .await
+        .map_err(erased_meanwhile)?;
     let (body, refresh_jti, refresh_expires) =
         token_response(&state, &user, &family, user.mfa_enabled).await?;
     state
@@ -207,7 +217,8 @@ pub async fn login(
             &user.id,
             refresh_expires as i64 * 1000,
         )
-        .await?;
+        .await
+        .map_err(erased_meanwhile)?;
     state
         .metrics
         .inc("h200_logins_total", &[("outcome", "success")]);
@@ -320,13 +331,14 @@ pub(crate) async fn deny_presented_token(state: &SharedState, caller: &Caller) -
     Ok(())
 }
 
-/// The calling user's record; a token whose user is gone is no longer valid.
+/// The calling user's record; a token whose account is gone (erased after the gate admitted
+/// it) is refused as the erasure's revocation refuses it.
 async fn caller_record(state: &SharedState, user_id: &str) -> ApiResult<UserRecord> {
     state
         .store
         .user_by_id(user_id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))
+        .ok_or_else(|| StoreError::AccountGone.into())
 }
 
 /// `POST /auth/logout`: the presented access token goes on the deny-list; a refresh token in the

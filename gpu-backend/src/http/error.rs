@@ -100,6 +100,11 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => ApiError::new(ErrorCode::NotFound),
             StoreError::Conflict => ApiError::new(ErrorCode::Conflict),
+            // A request that passed the gate just before its account was erased: its credential
+            // is refused as the gate refuses it now (the erasure revoked every token of it).
+            StoreError::AccountGone => {
+                ApiError::detail(ErrorCode::RevokedToken, "the account no longer exists")
+            }
             other => {
                 // The cause goes to the log, never to the client.
                 tracing::error!(error = %other, "store failure");

@@ -108,6 +108,8 @@ impl Store {
     /// `reuse_since_ms` and has not failed for good, the analysis shares it; otherwise `job` is
     /// enqueued in the same transaction. `sealed_image` is the image sealed at rest, when images
     /// are retained. The returned analysis says whether it shares an earlier job (`reused`).
+    /// [`StoreError::AccountGone`] when the owner's account is not there (erased meanwhile):
+    /// nothing is written.
     pub async fn create_analysis(
         &self,
         id: &str,
@@ -118,6 +120,7 @@ impl Store {
     ) -> StoreResult<AnalysisRecord> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        self.hold_account(&mut tx, &analysis.owner).await?;
         let shared: Option<String> = sqlx::query_scalar(
             "SELECT a.job_id FROM analyses a JOIN jobs j ON j.id = a.job_id \
              WHERE a.cache_key = $1 AND j.created_at_ms >= $2 AND j.state IN ('queued', 'running', 'failed', 'succeeded') \

@@ -37,6 +37,7 @@ fn key_from_row(row: &AnyRow) -> StoreResult<ApiKeyRecord> {
 }
 
 impl Store {
+    /// Stores a new key of `user_id`. [`StoreError::AccountGone`] when the user is not there.
     pub async fn create_api_key(
         &self,
         user_id: &str,

@@ -37,15 +37,22 @@ pub enum StoreError {
     NotFound,
     #[error("the row already exists")]
     Conflict,
+    /// The account a write belongs to no longer exists (it was erased), so nothing was written.
+    #[error("the account no longer exists")]
+    AccountGone,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
 
 impl StoreError {
-    /// Maps unique-constraint violations of either dialect to [`StoreError::Conflict`].
+    /// Maps unique-constraint violations of either dialect to [`StoreError::Conflict`], and
+    /// foreign-key violations to [`StoreError::AccountGone`]: every foreign key of the schema
+    /// leads to a user (a token's family goes with its user), so a row that names a missing one
+    /// was written for an account that is gone.
     fn from_insert(error: sqlx::Error) -> StoreError {
         match &error {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::AccountGone,
             _ => StoreError::Database(error),
         }
     }

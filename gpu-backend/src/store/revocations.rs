@@ -29,6 +29,38 @@ fn read(row: &sqlx::any::AnyRow) -> StoreResult<Revocation> {
     })
 }
 
+/// Files `target` on `conn` (which may be inside a transaction), as [`Store::revoke`] says.
+pub(crate) async fn file_revocation(
+    conn: &mut sqlx::AnyConnection,
+    target: &RevokedTarget,
+    issued_before_ms: Option<i64>,
+    expires_at_ms: i64,
+) -> StoreResult<()> {
+    if target.id.is_empty() {
+        return Err(StoreError::Corrupt("a revocation names an empty id".into()));
+    }
+    sqlx::query(
+        "INSERT INTO revocations (kind, target, issued_before_ms, expires_at_ms, revoked_at_ms) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (kind, target) DO UPDATE SET \
+         issued_before_ms = CASE \
+             WHEN revocations.issued_before_ms IS NULL OR excluded.issued_before_ms IS NULL THEN NULL \
+             WHEN excluded.issued_before_ms > revocations.issued_before_ms THEN excluded.issued_before_ms \
+             ELSE revocations.issued_before_ms END, \
+         expires_at_ms = CASE WHEN excluded.expires_at_ms > revocations.expires_at_ms \
+             THEN excluded.expires_at_ms ELSE revocations.expires_at_ms END, \
+         revoked_at_ms = excluded.revoked_at_ms",
+    )
+    .bind(target.kind.claim())
+    .bind(&target.id)
+    .bind(issued_before_ms)
+    .bind(expires_at_ms)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Revokes `target`: the tokens it names that were issued before `issued_before_ms`
     /// (`None`: all of them) are refused; the entry is kept until `expires_at_ms`, when no such
@@ -40,29 +72,8 @@ impl Store {
         issued_before_ms: Option<i64>,
         expires_at_ms: i64,
     ) -> StoreResult<()> {
-        if target.id.is_empty() {
-            return Err(StoreError::Corrupt("a revocation names an empty id".into()));
-        }
-        sqlx::query(
-            "INSERT INTO revocations (kind, target, issued_before_ms, expires_at_ms, revoked_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (kind, target) DO UPDATE SET \
-             issued_before_ms = CASE \
-                 WHEN revocations.issued_before_ms IS NULL OR excluded.issued_before_ms IS NULL THEN NULL \
-                 WHEN excluded.issued_before_ms > revocations.issued_before_ms THEN excluded.issued_before_ms \
-                 ELSE revocations.issued_before_ms END, \
-             expires_at_ms = CASE WHEN excluded.expires_at_ms > revocations.expires_at_ms \
-                 THEN excluded.expires_at_ms ELSE revocations.expires_at_ms END, \
-             revoked_at_ms = excluded.revoked_at_ms",
-        )
-        .bind(target.kind.claim())
-        .bind(&target.id)
-        .bind(issued_before_ms)
-        .bind(expires_at_ms)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        file_revocation(&mut conn, target, issued_before_ms, expires_at_ms).await
     }
 
     /// Puts a token id on the deny-list until its token would have expired.

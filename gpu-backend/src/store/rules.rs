@@ -78,10 +78,12 @@ fn definition_json(rule: &RuleDefinition) -> String {
 }
 
 impl Store {
-    /// Saves a new rule of `owner`. [`StoreError::Conflict`] when the owner already keeps
-    /// [`MAX_RULES_PER_OWNER`] rules.
+    /// Saves a new rule of the account `owner`. [`StoreError::Conflict`] when the owner already
+    /// keeps [`MAX_RULES_PER_OWNER`] rules, [`StoreError::AccountGone`] when the account is not
+    /// there (erased meanwhile).
     pub async fn create_rule(&self, owner: &str, rule: &RuleDefinition) -> StoreResult<RuleRecord> {
         let mut tx = self.begin_write().await?;
+        self.hold_account(&mut tx, owner).await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rules WHERE owner = $1")
             .bind(owner)
             .fetch_one(&mut *tx)
@@ -190,7 +192,8 @@ impl Store {
     }
 
     /// Applies `patch` to rule `id`; the patched rule must still pass `check` (the API's
-    /// limits), or nothing is written. `Ok(None)` when there is no such rule.
+    /// limits), or nothing is written. `Ok(None)` when there is no such rule (also when it went
+    /// with its owner's account while this ran).
     pub async fn update_rule<E>(
         &self,
         id: &str,
@@ -232,7 +235,7 @@ impl Store {
             return Ok(Some(Err(e)));
         }
         record.updated_at_ms = now_ms().max(record.updated_at_ms);
-        sqlx::query(
+        let updated = sqlx::query(
             "UPDATE rules SET context = $1, priority = $2, definition = $3, updated_at_ms = $4 WHERE id = $5",
         )
         .bind(record.stored.rule.context.as_deref())
@@ -242,6 +245,9 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
         tx.commit().await?;
         Ok(Some(Ok(record)))
     }

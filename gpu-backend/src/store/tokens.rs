@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreResult, now_ms};
+use super::{Store, StoreError, StoreResult, now_ms};
 
 /// What presenting a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,18 +17,21 @@ pub enum RefreshUse {
 }
 
 impl Store {
-    /// Starts a new refresh-token family (one per login).
+    /// Starts a new refresh-token family (one per login). [`StoreError::AccountGone`] when the
+    /// user is not there (erased meanwhile).
     pub async fn create_token_family(&self, family_id: &str, user_id: &str) -> StoreResult<()> {
         sqlx::query("INSERT INTO token_families (id, user_id, created_at_ms) VALUES ($1, $2, $3)")
             .bind(family_id)
             .bind(user_id)
             .bind(now_ms())
             .execute(&self.pool)
-            .await?;
+            .await
+            .map_err(StoreError::from_insert)?;
         Ok(())
     }
 
-    /// Records an issued refresh token.
+    /// Records an issued refresh token. [`StoreError::AccountGone`] when its user (and with it
+    /// the family) is not there.
     pub async fn record_refresh_token(
         &self,
         jti: &str,
@@ -45,7 +48,8 @@ impl Store {
         .bind(now_ms())
         .bind(expires_at_ms)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(StoreError::from_insert)?;
         Ok(())
     }
 

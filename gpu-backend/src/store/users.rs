@@ -3,7 +3,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, StoreResult, now_ms};
+use shared::revocation::{RevocationKind, RevokedTarget};
+
+use super::revocations::file_revocation;
+use super::{Dialect, Store, StoreError, StoreResult, now_ms};
 
 /// How many earlier passwords a new one may not repeat.
 pub const PASSWORD_HISTORY_DEPTH: i64 = 5;
@@ -135,6 +138,7 @@ impl Store {
     }
 
     /// Replaces the password and keeps only the last [`PASSWORD_HISTORY_DEPTH`] in the history.
+    /// [`StoreError::AccountGone`] when the user is not there.
     pub async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
@@ -146,7 +150,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Err(StoreError::AccountGone);
         }
         sqlx::query("INSERT INTO password_history (user_id, password_hash, created_at_ms) VALUES ($1, $2, $3)")
             .bind(user_id)
@@ -173,8 +177,9 @@ impl Store {
     }
 
     /// Stores a new (sealed) MFA secret; MFA stays off until a code has been verified.
+    /// [`StoreError::AccountGone`] when the user is not there.
     pub async fn set_mfa_secret(&self, user_id: &str, sealed: &[u8]) -> StoreResult<()> {
-        sqlx::query(
+        let updated = sqlx::query(
             "UPDATE users SET mfa_secret_sealed = $1, mfa_enabled = 0, mfa_last_step = NULL, updated_at_ms = $2 WHERE id = $3",
         )
         .bind(sealed)
@@ -182,6 +187,9 @@ impl Store {
         .bind(user_id)
         .execute(&self.pool)
         .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::AccountGone);
+        }
         Ok(())
     }
 
@@ -216,10 +224,53 @@ impl Store {
         Ok(())
     }
 
-    /// Erases the user; their keys, tokens and history go with them (the audit trail keeps only
-    /// the opaque user id, which no longer leads to anyone).
-    pub async fn delete_user(&self, user_id: &str) -> StoreResult<()> {
+    /// Holds the account `user_id` until the transaction of `conn` ends, or finds it gone
+    /// ([`StoreError::AccountGone`]). A write of a row that belongs to an account but has no
+    /// foreign key to it (a rule, an analysis, a job) calls this first in its transaction, so it
+    /// either commits before an erasure ([`Store::delete_user`], which then takes the row with
+    /// the account) or finds the account gone and writes nothing. On Postgres the row lock is
+    /// the one a foreign key takes (`FOR KEY SHARE`, which an erasure's `FOR UPDATE` waits for
+    /// and blocks); on SQLite the write transaction already excludes the erasure's.
+    pub(crate) async fn hold_account(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        user_id: &str,
+    ) -> StoreResult<()> {
+        let sql = match self.dialect {
+            Dialect::Postgres => "SELECT id FROM users WHERE id = $1 FOR KEY SHARE",
+            Dialect::Sqlite => "SELECT id FROM users WHERE id = $1",
+        };
+        let held: Option<String> = sqlx::query_scalar(sql)
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        held.map(drop).ok_or(StoreError::AccountGone)
+    }
+
+    /// Erases the user and ends every credential of theirs, in one transaction: their API keys,
+    /// refresh families, password history and everything they made (analyses, rules, jobs —
+    /// running ones too, whose results then find no job and are dropped — and NCS stream
+    /// states) go, and one deny-list entry for their subject refuses every token issued until
+    /// now, kept for `token_lifetime_ms` (the longest a token lives). So no moment exists when
+    /// the account is gone but one of its tokens is still taken, and a write racing the erasure
+    /// either lands first and goes with it or finds the account gone ([`Store::hold_account`],
+    /// the foreign keys). The audit trail keeps only the opaque user id, which no longer leads
+    /// to anyone. [`StoreError::AccountGone`] when there is no such user.
+    pub async fn delete_user(&self, user_id: &str, token_lifetime_ms: i64) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
+        // The account first: writes that hold it finish before this goes on, later ones wait
+        // and then find it gone.
+        let lock = match self.dialect {
+            Dialect::Postgres => "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+            Dialect::Sqlite => "SELECT id FROM users WHERE id = $1",
+        };
+        let found: Option<String> = sqlx::query_scalar(lock)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::AccountGone);
+        }
         for table in [
             "api_keys",
             "refresh_tokens",
@@ -231,12 +282,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        // What the user made: analyses, rules, queued and finished jobs (a job running right
-        // now finishes, then goes with its analysis), NCS stream states.
         for statement in [
             "DELETE FROM analyses WHERE owner = $1",
             "DELETE FROM rules WHERE owner = $1",
-            "DELETE FROM jobs WHERE owner = $1 AND state <> 'running'",
+            "DELETE FROM jobs WHERE owner = $1",
         ] {
             sqlx::query(statement)
                 .bind(user_id)
@@ -247,13 +296,22 @@ impl Store {
             .bind(format!("ncs:{user_id}:%"))
             .execute(&mut *tx)
             .await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+        sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        let cutoff = now_ms();
+        let subject = RevokedTarget {
+            kind: RevocationKind::Subject,
+            id: user_id.to_owned(),
+        };
+        file_revocation(
+            &mut tx,
+            &subject,
+            Some(cutoff),
+            cutoff.saturating_add(token_lifetime_ms),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
