@@ -196,14 +196,34 @@ fn points_result() -> Value {
             ]) }),
         ),
         (
-            "outliers",
+            "clusters",
+            json!({ "type": "array", "items": object(&[
+                ("id", json!({ "type": "integer" })),
+                ("center", numbers()),
+                ("points", json!({ "type": "array", "items": numbers() })),
+                ("size", json!({ "type": "integer" })),
+                ("quality", json!({ "type": "number" })),
+            ]) }),
+        ),
+        ("outliers", json!({ "type": "array", "items": numbers() })),
+        (
+            "outlier_indices",
             json!({ "type": "array", "items": { "type": "integer" } }),
         ),
         ("algorithm_quality", json!({ "type": "number" })),
         ("processing_time_ms", json!({ "type": "number" })),
         ("points_processed", json!({ "type": "integer" })),
         ("clusters_found", json!({ "type": "integer" })),
+        (
+            "mode",
+            json!({ "type": "string", "enum": ["exact", "batched"] }),
+        ),
+        ("job_id", json!({ "type": "string" })),
     ])
+}
+
+fn numbers() -> Value {
+    json!({ "type": "array", "items": { "type": "number" } })
 }
 
 fn clusters_summary() -> Value {
@@ -214,7 +234,20 @@ fn clusters_summary() -> Value {
 }
 
 fn algorithm_status() -> Value {
-    json!({ "type": "object" })
+    object(&[
+        ("stream", json!({ "type": "string" })),
+        ("is_ready", json!({ "type": "boolean" })),
+        ("active_clusters", json!({ "type": "integer" })),
+        ("total_points_processed", json!({ "type": "integer" })),
+        ("clustering_quality", json!({ "type": "number" })),
+        ("memory_usage_mb", json!({ "type": "number" })),
+        ("last_processing_time_ms", json!({ "type": "number" })),
+        ("error_count", json!({ "type": "integer" })),
+        ("uptime_seconds", json!({ "type": "number" })),
+        ("points_processed", json!({ "type": "integer" })),
+        ("clusters", json!({ "type": "integer" })),
+        ("request_id", json!({ "type": "string" })),
+    ])
 }
 
 fn servers() -> Value {
@@ -236,21 +269,48 @@ fn export() -> Value {
 }
 
 fn health() -> Value {
-    object(&[("status", json!({ "type": "string" }))])
+    object(&[
+        ("status", json!({ "type": "string" })),
+        ("database", json!({ "type": "string" })),
+        (
+            "timestamp",
+            json!({ "type": "string", "format": "date-time" }),
+        ),
+        ("version", json!({ "type": "string" })),
+        ("algorithm_ready", json!({ "type": "boolean" })),
+        ("uptime_seconds", json!({ "type": "number" })),
+        (
+            "components",
+            json!({ "type": "object", "additionalProperties": { "type": "string" } }),
+        ),
+    ])
 }
 
 fn job() -> Value {
     object(&[
-        ("id", json!({ "type": "string" })),
-        ("status", json!({ "type": "string" })),
+        ("job_id", json!({ "type": "string" })),
+        (
+            "state",
+            json!({ "type": "string", "enum": ["queued", "running"] }),
+        ),
+        ("request_id", json!({ "type": "string" })),
     ])
 }
 
 fn streams() -> Value {
-    object(&[(
-        "streams",
-        json!({ "type": "array", "items": { "type": "object" } }),
-    )])
+    object(&[
+        ("total", json!({ "type": "integer" })),
+        (
+            "streams",
+            json!({ "type": "array", "items": object(&[
+                ("stream", json!({ "type": "string" })),
+                ("jobs_saved", json!({ "type": "integer" })),
+                ("updated_at", json!({ "type": "string", "format": "date-time" })),
+                ("state_bytes", json!({ "type": "integer" })),
+            ]) }),
+        ),
+        ("request_id", json!({ "type": "string" })),
+    ])
 }
 
 fn ready() -> Value {
