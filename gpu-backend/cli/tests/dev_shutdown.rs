@@ -84,12 +84,11 @@ async fn sigterm_loses_no_audit_event_buffered_at_the_edge() {
 
     let url = format!("sqlite:{}?mode=ro", data.join("h200.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM audit_events WHERE event_type = 'token_invalid'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let row =
+        sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE event_type = 'token_invalid'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let stored: i64 = row.get("n");
     pool.close().await;
     std::fs::remove_dir_all(&data).ok();

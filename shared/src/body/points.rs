@@ -99,13 +99,8 @@ impl ProcessPointsRequest {
 
     /// The validated `timeout` in milliseconds: values up to [`TIMEOUT_SECS`]`.1` are seconds.
     pub fn timeout_ms(&self) -> Option<u64> {
-        self.timeout.map(|t| {
-            if t <= TIMEOUT_SECS.1 {
-                t * 1_000
-            } else {
-                t
-            }
-        })
+        self.timeout
+            .map(|t| if t <= TIMEOUT_SECS.1 { t * 1_000 } else { t })
     }
 }
 

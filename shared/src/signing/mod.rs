@@ -16,7 +16,6 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-
 pub use base::{
     HttpRequestParts, SignatureInput, content_digest, parse_signature, parse_signature_input,
     signature_base, signature_header, signature_input_header, verify_content_digest,
