@@ -114,6 +114,23 @@ impl SealKeys {
             .map_err(|_| SealError::Tampered)
     }
 
+    /// A 32-byte key for `purpose` derived from each seal key (HMAC-SHA256 of the purpose under
+    /// the seal key), newest version first: keys for other uses (a blind index) that rotate with
+    /// the seal keys and never expose them.
+    pub fn derived(&self, purpose: &str) -> Vec<(u32, [u8; 32])> {
+        use hmac::{Hmac, Mac};
+        self.keys
+            .iter()
+            .rev()
+            .map(|(&version, key)| {
+                let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+                    .expect("HMAC takes a key of any length; this is a bug");
+                mac.update(purpose.as_bytes());
+                (version, mac.finalize().into_bytes().into())
+            })
+            .collect()
+    }
+
     /// The key version a sealed value was made with.
     pub fn version_of(sealed: &[u8]) -> Option<u32> {
         Some(u32::from_be_bytes(

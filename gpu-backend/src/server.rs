@@ -63,6 +63,12 @@ impl Backend {
             .context("reading the revoked signing keys")?;
         let tokens = token_keys::issuer(policy, &keys.token, &revoked, now_ms())?;
         let token_key_file = TokenKeyFile::new(&config.data_dir, revoked);
+        let indexed = crate::auth::email_index::fill(&store, &keys.seal)
+            .await
+            .context("filing users' emails under the blind index")?;
+        if indexed > 0 {
+            tracing::info!(users = indexed, "filed emails under the blind index");
+        }
         let mut state = AppState::new(
             store,
             tokens,

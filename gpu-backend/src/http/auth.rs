@@ -126,7 +126,28 @@ async fn token_response(
     Ok((body, refresh.jti, refresh.expires_at))
 }
 
-/// `POST /auth/login`: form or JSON; the same work whether the user exists or not.
+/// The user a login names: by username, else, for a name with an `@`, by email through the
+/// blind index (an address filed for more than one account names none). Both lookups run for
+/// every name with an `@`, found or not, so the time says nothing about which matched.
+async fn find_login_user(state: &SharedState, name: &str) -> ApiResult<Option<UserRecord>> {
+    let by_name = state.store.user_by_username(name).await?;
+    if !name.contains('@') {
+        return Ok(by_name);
+    }
+    let entries = crate::auth::email_index::candidates(&state.seal, name);
+    let mut by_email = state.store.users_by_email_index(&entries).await?;
+    if by_name.is_some() {
+        return Ok(by_name);
+    }
+    Ok(if by_email.len() == 1 {
+        by_email.pop()
+    } else {
+        None
+    })
+}
+
+/// `POST /auth/login`: form or JSON, by username or email; the same work whether the user
+/// exists or not.
 pub async fn login(
     State(state): State<SharedState>,
     caller: Caller,
@@ -143,7 +164,7 @@ pub async fn login(
             "send application/json or application/x-www-form-urlencoded",
         ));
     };
-    let user = state.store.user_by_username(&request.username).await?;
+    let user = find_login_user(&state, &request.username).await?;
     let hasher = state.hasher.clone();
     let password = request.password.clone();
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());

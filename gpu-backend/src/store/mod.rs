@@ -219,6 +219,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0004_revocations.sql"),
         postgres: include_str!("migrations/0004_revocations.sql"),
     },
+    // The blind index of sealed emails, for login by email; filled at start by
+    // `auth::email_index::fill`.
+    Migration {
+        version: 5,
+        sqlite: include_str!("migrations/0005_email_index.sql"),
+        postgres: include_str!("migrations/0005_email_index.sql"),
+    },
 ];
 
 /// Milliseconds since the Unix epoch, the one time unit of the store.

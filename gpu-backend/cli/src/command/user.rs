@@ -79,6 +79,8 @@ async fn add_user(
             .map_err(|e| anyhow::anyhow!("sealing the email: {e}"))?;
         db.update_sealed_fields(&user.id, Some(&sealed), None)
             .await?;
+        let entry = gpu_backend::auth::email_index::entry(&keys.seal, email);
+        db.set_email_index(&user.id, Some(&entry)).await?;
     }
     println!("{}", user.id);
     eprintln!("added user {name} with roles {}", roles.join(", "));

@@ -1,0 +1,2 @@
+ALTER TABLE users ADD COLUMN email_index TEXT;
+CREATE INDEX users_email_index ON users (email_index);
