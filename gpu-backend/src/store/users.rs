@@ -351,13 +351,13 @@ impl Store {
             kind: RevocationKind::Subject,
             id: user_id.to_owned(),
         };
-        if false { file_revocation(
+        file_revocation(
             &mut tx,
             &subject,
             Some(cutoff),
             cutoff.saturating_add(token_lifetime_ms),
         )
-        .await?; }
+        .await?;
         tx.commit().await?;
         Ok(())
     }
