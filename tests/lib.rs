@@ -15,6 +15,7 @@ pub mod tools;
 /// Scenarios that live in files of their own.
 mod scenarios {
     pub mod client_address;
+    pub mod erasure;
     pub mod key_revocation;
     pub mod openapi;
 }
@@ -32,6 +33,7 @@ use shared::signing::{MessageSigningKey, SignableRequest, content_digest, sign_r
 use scenarios::client_address::{
     concurrent_logins_hold_the_login_limit, forged_address_headers_do_not_escape_the_login_block,
 };
+use scenarios::erasure::account_erasure;
 use scenarios::key_revocation::key_revocation;
 use scenarios::openapi::openapi_document_served;
 
@@ -191,6 +193,7 @@ pub fn scenarios() -> Vec<Scenario> {
         scenario!("ip block and its expiry", ip_block_and_expiry),
         scenario!("mug analysis with rules", mug_analysis),
         scenario!(isolated "signing key revoked", key_revocation),
+        scenario!("an erased account's tokens are refused", account_erasure),
         scenario!(
             "forged address headers do not escape the failed-login block",
             forged_address_headers_do_not_escape_the_login_block
