@@ -18,6 +18,7 @@ mod scenarios {
     pub mod erasure;
     pub mod key_revocation;
     pub mod openapi;
+    pub mod sdk_contract;
 }
 
 use std::future::Future;
@@ -36,6 +37,7 @@ use scenarios::client_address::{
 use scenarios::erasure::account_erasure;
 use scenarios::key_revocation::key_revocation;
 use scenarios::openapi::openapi_document_served;
+use scenarios::sdk_contract::sdk_contract;
 
 pub use scenarios::client_address::without_platform_address;
 
@@ -203,6 +205,7 @@ pub fn scenarios() -> Vec<Scenario> {
             concurrent_logins_hold_the_login_limit
         ),
         scenario!("the openapi document is served", openapi_document_served),
+        scenario!("the published NCS SDK's calls", sdk_contract),
     ]
 }
 

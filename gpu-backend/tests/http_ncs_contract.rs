@@ -105,6 +105,15 @@ async fn sdk_contract(kind: Backend) {
         batch.len(),
         "every point in a cluster or an outlier"
     );
+    // The points come back as they were sent (the job carries them as f32).
+    let sent: Vec<Value> = batch.iter().map(|p| json!(p)).collect();
+    for echoed in clusters
+        .iter()
+        .flat_map(|c| c["points"].as_array().unwrap())
+        .chain(exact["outliers"].as_array().unwrap())
+    {
+        assert!(sent.contains(echoed), "{echoed} was not sent");
+    }
     assert_eq!(
         exact["outliers"].as_array().unwrap().len(),
         exact["outlier_indices"].as_array().unwrap().len()

@@ -100,7 +100,10 @@ pub async fn process_points(
     };
     match finished.state {
         JobState::Succeeded | JobState::Dead | JobState::Cancelled => {
-            finished_answer(finished, &caller.request_id)
+            finished_answer(finished, &caller.request_id).map(|mut answer| {
+                echo_points(&mut answer, &request.points);
+                Json(answer).into_response()
+            })
         }
         _ => {
             // Not an error of the caller's: the job stays queued and will still update the stream.
@@ -121,9 +124,40 @@ pub async fn process_points(
     }
 }
 
+/// Puts the caller's own numbers into the points an answer echoes (`outliers`, each cluster's
+/// `points`): the job carries them as f32, and 10.1 should come back as 10.1.
+fn echo_points(answer: &mut serde_json::Value, points: &[Vec<f64>]) {
+    let labels: Vec<Option<u64>> = answer["results"]
+        .as_array()
+        .map(|results| results.iter().map(|r| r["cluster_id"].as_u64()).collect())
+        .unwrap_or_default();
+    if labels.len() != points.len() {
+        return;
+    }
+    if let Some(indices) = answer["outlier_indices"].as_array() {
+        let outliers: Vec<&Vec<f64>> = indices
+            .iter()
+            .filter_map(|i| points.get(i.as_u64()? as usize))
+            .collect();
+        answer["outliers"] = json!(outliers);
+    }
+    if let Some(clusters) = answer["clusters"].as_array_mut() {
+        for cluster in clusters {
+            let id = cluster["id"].as_u64();
+            let members: Vec<&Vec<f64>> = labels
+                .iter()
+                .zip(points)
+                .filter(|(label, _)| label.is_some() && **label == id)
+                .map(|(_, point)| point)
+                .collect();
+            cluster["points"] = json!(members);
+        }
+    }
+}
+
 /// The answer of a finished `ncs` job: its result with the request id, or the problem the
 /// kernel refused its points with, or 503 when it could not be processed.
-fn finished_answer(finished: JobRecord, request_id: &str) -> ApiResult<Response> {
+fn finished_answer(finished: JobRecord, request_id: &str) -> ApiResult<serde_json::Value> {
     match finished.state {
         JobState::Succeeded => {
             let mut result = finished.result.unwrap_or_default();
@@ -133,7 +167,7 @@ fn finished_answer(finished: JobRecord, request_id: &str) -> ApiResult<Response>
             }
             result["request_id"] = json!(request_id);
             result["job_id"] = json!(finished.id);
-            Ok(Json(result).into_response())
+            Ok(result)
         }
         _ => Err(ApiError::detail(
             ErrorCode::ServiceUnavailable,
@@ -161,7 +195,7 @@ pub async fn job_result(
     }
     match job.state {
         JobState::Succeeded | JobState::Dead | JobState::Cancelled => {
-            finished_answer(job, &caller.request_id)
+            finished_answer(job, &caller.request_id).map(|answer| Json(answer).into_response())
         }
         pending => Ok((
             StatusCode::ACCEPTED,
