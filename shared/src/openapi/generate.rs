@@ -181,6 +181,10 @@ fn operation_of(policy: &RoutePolicy, route: &Route, op: &Operation) -> Value {
             Reply::Json(schema) => {
                 response["content"] = json!({ "application/json": { "schema": schema() } });
             }
+            Reply::JwkSet => {
+                response["content"] =
+                    json!({ "application/jwk-set+json": { "schema": operations::jwks() } });
+            }
             Reply::Text => {
                 response["content"] = json!({ "text/plain": { "schema": { "type": "string" } } });
             }
@@ -389,5 +393,14 @@ fn schemas() -> Value {
     add::<NaturalLanguageRuleRequest>(&mut found);
     add::<ProcessPointsRequest>(&mut found);
     let sorted: BTreeMap<String, RefOr<Schema>> = found.into_iter().collect();
-    serde_json::to_value(sorted).expect("schemas serialize; this is a bug")
+    let mut schemas = serde_json::to_value(sorted).expect("schemas serialize; this is a bug");
+    // The codes as they go on the wire: the derive cannot read the renames the `error_codes!`
+    // macro writes, so the list comes from `ErrorCode::ALL` itself.
+    let wire_names: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+    schemas["ErrorCode"] = json!({
+        "type": "string",
+        "description": "A stable, machine-readable reason for refusing a request",
+        "enum": wire_names,
+    });
+    schemas
 }

@@ -27,6 +27,8 @@ pub(super) enum Reply {
     Json(fn() -> Value),
     /// Plain text (Prometheus exposition format).
     Text,
+    /// A JWK set (`application/jwk-set+json`, RFC 7517).
+    JwkSet,
 }
 
 /// The description of one operation of the route table.
@@ -108,7 +110,7 @@ fn api_keys() -> Value {
     object(&[("keys", json!({ "type": "array", "items": api_key() }))])
 }
 
-fn jwks() -> Value {
+pub(super) fn jwks() -> Value {
     object(&[(
         "keys",
         json!({ "type": "array", "items": { "type": "object" } }),
@@ -339,7 +341,7 @@ fn openapi() -> Value {
 /// Every public operation, in the route table's order.
 pub(super) fn all() -> Vec<Operation> {
     use ErrorCode as E;
-    use Reply::{Empty, Json, Text};
+    use Reply::{Empty, Json, JwkSet, Text};
     use Request::{JsonOrForm, Multipart, None as NoBody};
     let json = Request::Json;
     vec![
@@ -437,7 +439,7 @@ pub(super) fn all() -> Vec<Operation> {
             "auth",
             "The public token signing keys",
             NoBody,
-            vec![(200, Json(jwks))],
+            vec![(200, JwkSet)],
             &[],
         ),
         op(
