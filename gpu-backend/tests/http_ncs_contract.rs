@@ -204,6 +204,24 @@ async fn sdk_contract(kind: Backend) {
         .unwrap();
     assert_eq!(problem_code(wrong_type).await, "UNSUPPORTED_MEDIA_TYPE");
 
+    for (content_type, body, code) in [
+        ("text/plain", &b""[..], "INVALID_JSON"),
+        ("text/plain", &b"{}"[..], "UNSUPPORTED_MEDIA_TYPE"),
+    ] {
+        let answer = backend
+            .signed(
+                "POST",
+                "/auth/mfa/verify",
+                Some(&nia),
+                Some(content_type),
+                body.to_vec(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_code(answer).await, code, "{body:?}");
+    }
+
     // Version and readiness.
     let version = body(backend.get("/api/v1/version", None).await).await;
     assert!(version["version"].is_string(), "{version}");

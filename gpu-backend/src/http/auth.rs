@@ -51,12 +51,13 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Parses a JSON body, refusing other media types with 415.
+/// Parses a JSON body, refusing other media types with 415. An empty body is not refused for
+/// its `Content-Type` (it means nothing without content); it fails as JSON instead.
 fn json_body<T: serde::de::DeserializeOwned + shared::body::Validate>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<T> {
-    if !is_json(headers) {
+    if !body.is_empty() && !is_json(headers) {
         return Err(ApiError::detail(
             ErrorCode::UnsupportedMediaType,
             "send application/json",
