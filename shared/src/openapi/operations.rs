@@ -572,7 +572,7 @@ pub(super) fn all() -> Vec<Operation> {
             "The clusters of a stream",
             NoBody,
             vec![(200, Json(clusters_summary))],
-            &[],
+            &[E::NotFound, E::ValidationFailed],
         ),
         op(
             "GET",
@@ -581,7 +581,7 @@ pub(super) fn all() -> Vec<Operation> {
             "The state of a stream's algorithm",
             NoBody,
             vec![(200, Json(algorithm_status))],
-            &[],
+            &[E::NotFound, E::ValidationFailed],
         ),
         op(
             "GET",
@@ -590,7 +590,7 @@ pub(super) fn all() -> Vec<Operation> {
             "The result of a process_points that outran its timeout",
             NoBody,
             vec![(200, Json(points_result)), (202, Json(job))],
-            &[],
+            &[E::Conflict, E::ValidationFailed, E::EmptyPoints, E::TooManyPoints, E::DimensionMismatch, E::InvalidInput],
         ),
         op(
             "GET",
@@ -608,7 +608,7 @@ pub(super) fn all() -> Vec<Operation> {
             "Forget one of the caller's streams",
             NoBody,
             vec![(204, Empty)],
-            &[],
+            &[E::ValidationFailed],
         ),
         op(
             "GET",
