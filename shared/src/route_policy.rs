@@ -656,6 +656,13 @@ mod tests {
             ("POST", "/api/v1/process_points", p("clusters:write")),
             ("GET", "/api/v1/clusters_summary", p("clusters:read")),
             ("GET", "/api/v1/algorithm_status", p("clusters:read")),
+            (
+                "GET",
+                "/api/v1/jobs/0190c0de-7b1a-7000-8000-000000000001",
+                p("clusters:read"),
+            ),
+            ("GET", "/api/v1/streams", p("clusters:read")),
+            ("DELETE", "/api/v1/streams/sensor-1", p("clusters:write")),
             ("GET", "/api/v1/servers", p("servers:read")),
             ("POST", "/api/v1/servers/gpu-0/pause", p("servers:control")),
             ("POST", "/api/v1/servers/gpu-0/resume", p("servers:control")),
@@ -665,7 +672,10 @@ mod tests {
             ("GET", "/api/v1/me/export", Auth::Token),
             ("DELETE", "/api/v1/me", Auth::Token),
             ("GET", "/health", Auth::Public),
+            ("GET", "/ready", Auth::Public),
+            ("GET", "/api/v1/version", Auth::Public),
             ("GET", "/metrics", p("metrics:read")),
+            ("GET", "/openapi.json", Auth::Public),
         ];
         assert_eq!(policy.routes().len(), table.len());
         for (method, path, auth) in table {
