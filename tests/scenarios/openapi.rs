@@ -22,7 +22,18 @@ pub async fn openapi_document_served(caller: &Caller) -> Outcome {
     let committed: Value =
         serde_json::from_str(shared::openapi::DOCUMENT).map_err(|e| e.to_string())?;
     check(answer.body == committed, || {
-        "the served document differs from shared/openapi.json".into()
+        let paths = |document: &Value| {
+            document["paths"]
+                .as_object()
+                .map(|paths| paths.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        format!(
+            "the served document differs from shared/openapi.json (served {} paths: {:?}; committed {} paths)",
+            paths(&answer.body).len(),
+            paths(&answer.body),
+            paths(&committed).len(),
+        )
     })?;
     answer.hardened()
 }
