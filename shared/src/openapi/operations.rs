@@ -590,7 +590,14 @@ pub(super) fn all() -> Vec<Operation> {
             "The result of a process_points that outran its timeout",
             NoBody,
             vec![(200, Json(points_result)), (202, Json(job))],
-            &[E::Conflict, E::ValidationFailed, E::EmptyPoints, E::TooManyPoints, E::DimensionMismatch, E::InvalidInput],
+            &[
+                E::Conflict,
+                E::ValidationFailed,
+                E::EmptyPoints,
+                E::TooManyPoints,
+                E::DimensionMismatch,
+                E::InvalidInput,
+            ],
         ),
         op(
             "GET",
