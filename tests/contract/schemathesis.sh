@@ -8,8 +8,9 @@
 #
 # Rate limits: `h200 dev` runs with a copy of the route table whose rate classes are raised (the
 # same classes and buckets are still checked), so a few thousand requests do not end in 429.
-# Operations that end a session or the account (logout, account erasure) run after the others,
-# and the login route last: its failed attempts block the address, as they should.
+# Operations that end a session or the account (logout, account erasure) or take the worker away
+# (pause, drain) run after the others, and the login route last: its failed attempts block the
+# address, as they should.
 #
 # Usage: tests/contract/schemathesis.sh   (SCHEMATHESIS_MAX_EXAMPLES, default 8 per operation)
 set -euo pipefail
@@ -81,15 +82,25 @@ run() {
     --warnings off "$@"
 }
 
-LAST_OPERATIONS=(--exclude-path /auth/login --exclude-path /auth/logout --exclude-path /api/v1/me)
+LAST_OPERATIONS=(--exclude-path /auth/login --exclude-path /auth/logout --exclude-path /api/v1/me
+  --exclude-path /api/v1/servers/{id}/pause --exclude-path /api/v1/servers/{id}/drain)
 for role in "${ROLES[@]}"; do
   echo "==> schemathesis as $role"
-  run -H "Authorization: Bearer $(login "st-$role")" "${LAST_OPERATIONS[@]}"
+  token=$(login "st-$role")
+  run -H "Authorization: Bearer $token" "${LAST_OPERATIONS[@]}"
 done
+# Pausing or draining a worker (schemathesis finds the dev worker's id) leaves no worker for
+# queued work, logout ends the session, erasure the account: these run after everything else,
+# each with a fresh token.
 for role in "${ROLES[@]}"; do
-  echo "==> schemathesis as $role: logout, then account erasure"
-  run -H "Authorization: Bearer $(login "st-$role")" --include-path /auth/logout
-  run -H "Authorization: Bearer $(login "st-$role")" --include-path /api/v1/me
+  echo "==> schemathesis as $role: pause and drain workers, logout, account erasure"
+  token=$(login "st-$role")
+  run -H "Authorization: Bearer $token" \
+    --include-path /api/v1/servers/{id}/pause --include-path /api/v1/servers/{id}/drain
+  token=$(login "st-$role")
+  run -H "Authorization: Bearer $token" --include-path /auth/logout
+  token=$(login "st-$role")
+  run -H "Authorization: Bearer $token" --include-path /api/v1/me
 done
 echo "==> schemathesis: login (anonymous)"
 run --include-path /auth/login
