@@ -191,7 +191,12 @@ fn operation_of(policy: &RoutePolicy, route: &Route, op: &Operation) -> Value {
         }
         responses.insert(status.to_string(), response);
     }
-    for (status, codes) in codes_of(route, op.codes) {
+    let mut handler_codes = op.codes.to_vec();
+    if !op.query.is_empty() {
+        // A query parameter of the wrong type, or one the route does not read.
+        handler_codes.push(ErrorCode::ValidationFailed);
+    }
+    for (status, codes) in codes_of(route, &handler_codes) {
         let titles: Vec<String> = codes
             .iter()
             .filter_map(|name| ErrorCode::from_name(name))
@@ -262,7 +267,7 @@ fn operation_of(policy: &RoutePolicy, route: &Route, op: &Operation) -> Value {
         Auth::Public => json!([]),
         Auth::Token | Auth::Permission(_) => json!([{ "bearer": [] }, { "apiKey": [] }]),
     };
-    let parameters: Vec<Value> = route
+    let mut parameters: Vec<Value> = route
         .path
         .split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
@@ -273,6 +278,9 @@ fn operation_of(policy: &RoutePolicy, route: &Route, op: &Operation) -> Value {
             })
         })
         .collect();
+    parameters.extend(op.query.iter().map(|(name, kind)| {
+        json!({ "name": name, "in": "query", "required": false, "schema": { "type": kind } })
+    }));
     if !parameters.is_empty() {
         operation["parameters"] = json!(parameters);
     }

@@ -41,6 +41,9 @@ pub(super) struct Operation {
     pub success: Vec<(u16, Reply)>,
     /// Codes the handler itself may answer with, beyond those the route's policy implies.
     pub codes: &'static [ErrorCode],
+    /// The query parameters the handler reads: name and JSON type. Any other is refused
+    /// (`VALIDATION_FAILED`).
+    pub query: &'static [(&'static str, &'static str)],
 }
 
 fn op(
@@ -60,8 +63,25 @@ fn op(
         request,
         success,
         codes,
+        query: &[],
     }
 }
+
+impl Operation {
+    fn with_query(mut self, query: &'static [(&'static str, &'static str)]) -> Operation {
+        self.query = query;
+        self
+    }
+}
+
+const PAGE: &[(&str, &str)] = &[("limit", "integer"), ("offset", "integer")];
+const OWNED_PAGE: &[(&str, &str)] = &[
+    ("owner", "string"),
+    ("limit", "integer"),
+    ("offset", "integer"),
+];
+const WAIT: &[(&str, &str)] = &[("wait", "integer")];
+const STREAM: &[(&str, &str)] = &[("stream", "string")];
 
 /// An object with these documented fields (name, schema); more fields may come.
 fn object(fields: &[(&str, Value)]) -> Value {
@@ -423,7 +443,8 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(200, Json(api_keys))],
             &[],
-        ),
+        )
+        .with_query(&[("all", "boolean")]),
         op(
             "DELETE",
             "/auth/api-keys/{id}",
@@ -450,7 +471,8 @@ pub(super) fn all() -> Vec<Operation> {
             Multipart,
             vec![(200, Json(analysis)), (202, Json(analysis))],
             &[E::InvalidImageFormat, E::ImageTooLarge, E::Conflict],
-        ),
+        )
+        .with_query(WAIT),
         op(
             "GET",
             "/api/v1/analysis",
@@ -459,7 +481,8 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(200, Json(analyses))],
             &[],
-        ),
+        )
+        .with_query(OWNED_PAGE),
         op(
             "GET",
             "/api/v1/analysis/{id}",
@@ -468,7 +491,8 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(200, Json(analysis))],
             &[],
-        ),
+        )
+        .with_query(WAIT),
         op(
             "DELETE",
             "/api/v1/analysis/{id}",
@@ -495,7 +519,13 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(200, Json(rules))],
             &[],
-        ),
+        )
+        .with_query(&[
+            ("context", "string"),
+            ("owner", "string"),
+            ("limit", "integer"),
+            ("offset", "integer"),
+        ]),
         op(
             "POST",
             "/api/v1/rules",
@@ -573,7 +603,14 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(200, Json(clusters_summary))],
             &[E::NotFound, E::ValidationFailed],
-        ),
+        )
+        .with_query(&[
+            ("stream", "string"),
+            ("min_size", "integer"),
+            ("health_status", "string"),
+            ("limit", "integer"),
+            ("offset", "integer"),
+        ]),
         op(
             "GET",
             "/api/v1/algorithm_status",
@@ -582,7 +619,8 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(200, Json(algorithm_status))],
             &[E::NotFound, E::ValidationFailed],
-        ),
+        )
+        .with_query(STREAM),
         op(
             "GET",
             "/api/v1/jobs/{id}",
@@ -661,7 +699,16 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(200, Json(audit))],
             &[],
-        ),
+        )
+        .with_query(&[
+            ("type", "string"),
+            ("principal", "string"),
+            ("ip", "string"),
+            ("from", "integer"),
+            ("to", "integer"),
+            ("limit", "integer"),
+            ("offset", "integer"),
+        ]),
         op(
             "GET",
             "/api/v1/admin/users",
@@ -670,7 +717,8 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(200, Json(users))],
             &[],
-        ),
+        )
+        .with_query(PAGE),
         op(
             "GET",
             "/api/v1/me/export",
