@@ -12,12 +12,12 @@
 # (pause, drain) run after the others, and the login route last: its failed attempts block the
 # address, as they should.
 #
-# Usage: tests/contract/schemathesis.sh   (SCHEMATHESIS_MAX_EXAMPLES, default 8 per operation)
+# Usage: tests/contract/schemathesis.sh   (SCHEMATHESIS_MAX_EXAMPLES, default 25 per operation)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 VERSION=4.32.5
-MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-8}"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-25}"
 TOOLS="${H200_TOOLS_DIR:-$HOME/.cache/h200/tools}"
 VENV="$TOOLS/schemathesis-$VERSION/venv"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/h200/target}"

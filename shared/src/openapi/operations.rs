@@ -452,7 +452,7 @@ pub(super) fn all() -> Vec<Operation> {
             "Revoke an API key",
             NoBody,
             vec![(204, Empty)],
-            &[],
+            &[E::Conflict],
         ),
         op(
             "GET",
