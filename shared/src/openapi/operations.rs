@@ -138,7 +138,7 @@ pub(super) fn jwks() -> Value {
 }
 
 fn analysis() -> Value {
-    object(&[
+    let mut analysis = object(&[
         ("id", json!({ "type": "string" })),
         (
             "status",
@@ -148,7 +148,9 @@ fn analysis() -> Value {
         ("image", json!({ "type": "object" })),
         ("options", json!({ "type": "object" })),
         ("result", json!({ "type": ["object", "null"] })),
-    ])
+    ]);
+    analysis["required"] = json!(["id", "status"]);
+    analysis
 }
 
 fn page(items: &str) -> Value {
@@ -168,7 +170,9 @@ fn analyses() -> Value {
 }
 
 fn rules() -> Value {
-    page("rules")
+    let mut list = page("rules");
+    list["properties"]["rules"]["items"] = rule();
+    list
 }
 
 fn audit() -> Value {
@@ -179,14 +183,31 @@ fn users() -> Value {
     page("users")
 }
 
+/// A stored rule on the wire: one flat object, the definition's fields beside `id`, `owner` and
+/// the times.
 fn rule() -> Value {
-    object(&[
+    let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let mut rule = object(&[
         ("id", json!({ "type": "string" })),
+        ("owner", json!({ "type": "string" })),
+        ("name", json!({ "type": "string" })),
+        ("description", json!({ "type": "string" })),
         (
-            "rule",
-            json!({ "$ref": "#/components/schemas/RuleDefinition" }),
+            "conditions",
+            json!({ "type": "array", "items": schema("RuleCondition") }),
         ),
-    ])
+        (
+            "actions",
+            json!({ "type": "array", "items": schema("RuleAction") }),
+        ),
+        ("priority", json!({ "type": "integer" })),
+        ("enabled", json!({ "type": "boolean" })),
+        ("context", json!({ "type": "string" })),
+        ("created_at_ms", json!({ "type": "integer" })),
+        ("updated_at_ms", json!({ "type": "integer" })),
+    ]);
+    rule["required"] = json!(["id", "name", "conditions", "actions"]);
+    rule
 }
 
 fn evaluation() -> Value {
