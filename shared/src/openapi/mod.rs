@@ -84,6 +84,56 @@ mod tests {
         );
     }
 
+    /// The codes a committed operation documents for `status`.
+    fn codes(operation: &Value, status: &str) -> Vec<String> {
+        operation["responses"][status]["content"]["application/problem+json"]["schema"]["allOf"][1]
+            ["properties"]["code"]["enum"]
+            .as_array()
+            .map(|codes| {
+                codes
+                    .iter()
+                    .filter_map(|code| code.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_operation_documents_the_refusals_its_policy_implies() {
+        let doc = committed();
+        for route in RoutePolicy::default().routes() {
+            let name = format!("{} {}", route.method, route.path);
+            let operation = &doc["paths"][&route.path][route.method.to_ascii_lowercase()];
+            let has = |status: &str, code: &str| codes(operation, status).iter().any(|c| c == code);
+            let public = route.auth == crate::route_policy::Auth::Public;
+            if !public {
+                assert!(has("401", "MISSING_CREDENTIALS"), "{name}");
+            }
+            assert_eq!(
+                public,
+                operation["security"] == serde_json::json!([]),
+                "{name}"
+            );
+            if route.auth.permission().is_some() {
+                assert!(has("403", "INSUFFICIENT_PERMISSIONS"), "{name}");
+            }
+            if !route.rate_classes.is_empty() {
+                assert!(has("429", "RATE_LIMIT_EXCEEDED"), "{name}");
+                assert!(
+                    operation["responses"]["429"]["headers"]["Retry-After"].is_object(),
+                    "{name}"
+                );
+            }
+            let takes_body = route.body_limit > 0;
+            assert_eq!(takes_body, has("413", "PAYLOAD_TOO_LARGE"), "{name}");
+            assert_eq!(takes_body, has("415", "UNSUPPORTED_MEDIA_TYPE"), "{name}");
+            if takes_body {
+                assert!(has("422", "UNKNOWN_FIELD"), "{name}");
+            }
+            assert!(has("403", "IP_BLOCKED"), "{name}");
+        }
+    }
+
     #[test]
     fn every_refusal_names_only_codes_of_its_status() {
         let doc = committed();
