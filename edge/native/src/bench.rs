@@ -183,20 +183,7 @@ impl Material {
             .map_err(|e| anyhow::anyhow!("token key: {e}"))?;
         let mut keys = KeySet::new();
         keys.insert(token_key.verification_key());
-        let policy = TokenPolicy::new(
-            shared::token::DEFAULT_ISSUER,
-            shared::token::DEFAULT_AUDIENCE,
-        );
-        let claims = H200Claims::access(
-            BENCH_ROLES.iter().map(|r| (*r).to_owned()).collect(),
-            vec!["clusters:read".into()],
-            false,
-        );
-        let jti = format!("bench-{}", hex::encode(random_bytes::<8>()?));
-        let now_secs = now_ms() / 1000;
-        let token = token_key
-            .issue(&policy, "bench-user", &jti, &claims, now_secs)
-            .map_err(|e| anyhow::anyhow!("issuing the token: {e}"))?;
+        let token = issue_bench_token(&token_key, "bench")?;
         let edge_key = format!("bench-edge:{}", B64.encode(random_bytes::<32>()?));
         Ok(Material {
             token_key,
@@ -208,19 +195,7 @@ impl Material {
 
     /// Another valid token of the benchmark user, never seen before (its own `jti`).
     fn fresh_token(&self, index: usize) -> anyhow::Result<String> {
-        let policy = TokenPolicy::new(
-            shared::token::DEFAULT_ISSUER,
-            shared::token::DEFAULT_AUDIENCE,
-        );
-        let claims = H200Claims::access(
-            BENCH_ROLES.iter().map(|r| (*r).to_owned()).collect(),
-            vec!["clusters:read".into()],
-            false,
-        );
-        let jti = format!("bench-fresh-{index}-{}", hex::encode(random_bytes::<8>()?));
-        self.token_key
-            .issue(&policy, "bench-user", &jti, &claims, now_ms() / 1000)
-            .map_err(|e| anyhow::anyhow!("issuing a token: {e}"))
+        issue_bench_token(&self.token_key, &format!("bench-fresh-{index}"))
     }
 
     fn key_set(&self) -> Arc<KeySet> {
@@ -232,6 +207,23 @@ impl Material {
 
 fn now_ms() -> u64 {
     SystemClock.now_ms()
+}
+
+/// An access token of the benchmark user (roles [`BENCH_ROLES`]) with a random `jti` under
+/// `prefix`, issued now.
+fn issue_bench_token(key: &SigningKey, prefix: &str) -> anyhow::Result<String> {
+    let policy = TokenPolicy::new(
+        shared::token::DEFAULT_ISSUER,
+        shared::token::DEFAULT_AUDIENCE,
+    );
+    let claims = H200Claims::access(
+        BENCH_ROLES.iter().map(|r| (*r).to_owned()).collect(),
+        vec!["clusters:read".into()],
+        false,
+    );
+    let jti = format!("{prefix}-{}", hex::encode(random_bytes::<8>()?));
+    key.issue(&policy, "bench-user", &jti, &claims, now_ms() / 1000)
+        .map_err(|e| anyhow::anyhow!("issuing a token: {e}"))
 }
 
 /// The configuration `h200 edge` builds, with the generated edge key and every rate class's
