@@ -14,6 +14,7 @@ pub mod tools;
 
 /// Scenarios that live in files of their own.
 mod scenarios {
+    pub mod block_audit;
     pub mod client_address;
     pub mod erasure;
     pub mod key_revocation;
@@ -31,6 +32,7 @@ use serde_json::Value;
 use shared::permissions::{Permission, RoleSet};
 use shared::signing::{MessageSigningKey, SignableRequest, content_digest, sign_request};
 
+use scenarios::block_audit::a_block_is_audited_once_with_its_tally;
 use scenarios::client_address::{
     concurrent_logins_hold_the_login_limit, forged_address_headers_do_not_escape_the_login_block,
 };
@@ -205,6 +207,10 @@ pub fn scenarios() -> Vec<Scenario> {
             concurrent_logins_hold_the_login_limit
         ),
         scenario!("the openapi document is served", openapi_document_served),
+        scenario!(
+            "a block is audited once with its tally",
+            a_block_is_audited_once_with_its_tally
+        ),
         scenario!("the published NCS SDK's calls", sdk_contract),
     ]
 }
@@ -810,13 +816,17 @@ async fn ip_block_and_expiry(caller: &Caller) -> Outcome {
             format!("failed login {n}: {} {}", answer.status, answer.body)
         })?;
     }
-    let blocked = caller.send(caller.edge(Method::GET, "/health")).await?;
+    let blocked = caller
+        .send(caller.edge(Method::GET, "/openapi.json"))
+        .await?;
     blocked.refused(403, "IP_BLOCKED")?;
     check(blocked.header("retry-after").is_some(), || {
         "blocked without retry-after".into()
     })?;
     tokio::time::sleep(caller.fixture.block_duration + Duration::from_millis(500)).await;
-    let after = caller.send(caller.edge(Method::GET, "/health")).await?;
+    let after = caller
+        .send(caller.edge(Method::GET, "/openapi.json"))
+        .await?;
     check(after.status == StatusCode::OK, || {
         format!("after the block: {} {}", after.status, after.body)
     })

@@ -10,7 +10,9 @@ use shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant};
 use shared::rate_limit::{GcraStore, MemoryGcraStore};
 use shared::token::KeySet;
 
-use crate::ports::{EdgeState, GrantLookup, RateStore, StateError, UpkeepTask};
+use crate::ports::{
+    BlockCheck, ENDED_BLOCK_KEPT_MS, EdgeState, GrantLookup, RateStore, StateError, UpkeepTask,
+};
 
 /// Most events one counter key remembers; a count never needs more than the largest threshold.
 const MAX_EVENTS_PER_KEY: usize = 64;
@@ -71,13 +73,20 @@ struct Denial {
     expires_at_ms: u64,
 }
 
+/// A block on an address: when it ends and how many requests it refused so far.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    until_ms: u64,
+    refused: u64,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Deny-list key (`jti:…`, `kid:…`, `sub:…`) → its entry.
     denied: HashMap<String, Denial>,
     revocation_cursor: u64,
-    /// Address → end of its block (ms).
-    blocks: HashMap<String, u64>,
+    /// Address → its block, kept [`ENDED_BLOCK_KEPT_MS`] after it ends to report its tally.
+    blocks: HashMap<String, Block>,
     /// Counter key → event times (ms), oldest first.
     events: HashMap<String, VecDeque<u64>>,
     api_keys: ApiKeyCache,
@@ -93,7 +102,7 @@ pub struct MemoryState {
 }
 
 impl MemoryState {
-    /// Drops expired deny-list entries and blocks, and counters with no event in the last
+    /// Drops expired deny-list entries, blocks ended [`ENDED_BLOCK_KEPT_MS`] ago, and counters with no event in the last
     /// `max_window_ms`; returns how many entries went.
     pub fn prune(&self, now_ms: u64, max_window_ms: u64) -> usize {
         let mut inner = lock(&self.inner);
@@ -101,7 +110,9 @@ impl MemoryState {
         inner
             .denied
             .retain(|_, denial| denial.expires_at_ms > now_ms);
-        inner.blocks.retain(|_, until| *until > now_ms);
+        inner
+            .blocks
+            .retain(|_, block| block.until_ms.saturating_add(ENDED_BLOCK_KEPT_MS) > now_ms);
         let horizon = now_ms.saturating_sub(max_window_ms);
         inner
             .events
@@ -148,16 +159,32 @@ impl EdgeState for MemoryState {
         Ok(())
     }
 
-    async fn blocked_until(&self, ip: &str, now_ms: u64) -> Result<Option<u64>, StateError> {
-        Ok(lock(&self.inner)
-            .blocks
-            .get(ip)
-            .copied()
-            .filter(|until| *until > now_ms))
+    async fn check_block(&self, ip: &str, now_ms: u64) -> Result<BlockCheck, StateError> {
+        let mut inner = lock(&self.inner);
+        let Some(block) = inner.blocks.get_mut(ip) else {
+            return Ok(BlockCheck::Clear);
+        };
+        if block.until_ms > now_ms {
+            block.refused = block.refused.saturating_add(1);
+            return Ok(BlockCheck::Blocked {
+                until_ms: block.until_ms,
+            });
+        }
+        let Block { until_ms, refused } = *block;
+        inner.blocks.remove(ip);
+        Ok(if refused > 0 {
+            BlockCheck::Ended { until_ms, refused }
+        } else {
+            BlockCheck::Clear
+        })
     }
 
     async fn block(&self, ip: &str, until_ms: u64) -> Result<(), StateError> {
-        lock(&self.inner).blocks.insert(ip.to_owned(), until_ms);
+        let block = Block {
+            until_ms,
+            refused: 0,
+        };
+        lock(&self.inner).blocks.insert(ip.to_owned(), block);
         Ok(())
     }
 
@@ -242,8 +269,23 @@ mod tests {
     fn blocks_and_denials_end_when_they_expire() {
         let state = MemoryState::default();
         block_on(state.block("ip", 5_000)).expect("memory works");
-        assert_eq!(block_on(state.blocked_until("ip", 4_999)), Ok(Some(5_000)));
-        assert_eq!(block_on(state.blocked_until("ip", 5_000)), Ok(None));
+        block_on(state.block("quiet", 5_000)).expect("memory works");
+        let blocked = Ok(BlockCheck::Blocked { until_ms: 5_000 });
+        assert_eq!(block_on(state.check_block("ip", 4_000)), blocked);
+        assert_eq!(block_on(state.check_block("ip", 4_999)), blocked);
+        let ended = Ok(BlockCheck::Ended {
+            until_ms: 5_000,
+            refused: 2,
+        });
+        assert_eq!(block_on(state.check_block("ip", 5_000)), ended);
+        assert_eq!(
+            block_on(state.check_block("ip", 5_001)),
+            Ok(BlockCheck::Clear)
+        );
+        assert_eq!(
+            block_on(state.check_block("other", 1)),
+            Ok(BlockCheck::Clear)
+        );
         let keys = ["jti:j".to_owned(), "sub:u".to_owned()];
         block_on(state.deny("jti:j", u64::MAX, 5_000)).expect("memory works");
         block_on(state.deny("sub:u", 1_500, 5_000)).expect("memory works");
@@ -252,7 +294,13 @@ mod tests {
             Ok(vec![Some(u64::MAX), Some(1_500)])
         );
         assert_eq!(block_on(state.denials(&keys, 5_000)), Ok(vec![None, None]));
-        assert_eq!(state.prune(6_000, 1_000), 3, "two denials and the block");
+        assert_eq!(
+            state.prune(6_000, 1_000),
+            2,
+            "two denials; the ended block is kept"
+        );
+        let kept_until = 5_000 + ENDED_BLOCK_KEPT_MS;
+        assert_eq!(state.prune(kept_until, 1_000), 1, "the unreported block");
         assert_eq!(state.denied_len(), 0);
         assert_eq!(block_on(state.denials(&keys, 4_000)), Ok(vec![None, None]));
     }

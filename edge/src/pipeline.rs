@@ -158,6 +158,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         IntrusionWatch {
             state: &self.state,
             policy: &self.config.intrusion,
+            routes: &self.config.routes,
             audit: self.audit(),
             entropy: self.entropy(),
         }
@@ -471,7 +472,12 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         Ok(())
     }
 
+    /// Audits a refusal, but for `IP_BLOCKED`: the intrusion stage audits a block once as it
+    /// starts and once with its tally, not per refused request.
     fn audit_refusal(&self, request: &EdgeRequest, exchange: &Exchange, refusal: &Refusal) {
+        if refusal.code() == ErrorCode::IpBlocked {
+            return;
+        }
         let detail = refusal.problem.detail.as_deref().unwrap_or("");
         if let Some(event) = refusal_event(
             refusal.code(),
@@ -825,12 +831,106 @@ mod tests {
             assert_eq!(limited.status, 429);
             assert!(limited.header("retry-after").is_some());
         }
-        let blocked = rig.send("GET", "/health", &[], b"");
+        let blocked = rig.send("GET", "/openapi.json", &[], b"");
         assert_eq!(
             (blocked.status, code(&blocked).as_str()),
             (403, "IP_BLOCKED")
         );
         assert_eq!(blocked.header("retry-after"), Some("7200"));
+    }
+
+    impl Rig {
+        /// Five wrong-password logins: the address is blocked for an hour.
+        fn earn_login_block(&self) {
+            for _ in 0..5 {
+                let failed = self.send(
+                    "POST",
+                    "/auth/login",
+                    &[("content-type", "application/json")],
+                    br#"{"username":"a","password":"wrong"}"#,
+                );
+                assert_eq!(failed.status, 401);
+            }
+        }
+
+        /// The `ip_blocked` events audited so far, with their details.
+        fn block_events(&self) -> Vec<String> {
+            self.audit
+                .0
+                .lock()
+                .expect("test lock")
+                .iter()
+                .filter(|e| e.event_type == AuditEventType::IpBlocked)
+                .map(|e| e.detail.clone().unwrap_or_default())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_block_is_audited_when_it_starts_and_once_with_its_tally_when_it_ends() {
+        let rig = rig();
+        rig.earn_login_block();
+        for _ in 0..20 {
+            let refused = rig.send("GET", "/api/v1/rules", &[], b"");
+            assert_eq!(
+                (refused.status, code(&refused).as_str()),
+                (403, "IP_BLOCKED")
+            );
+        }
+        let events = rig.block_events();
+        assert_eq!(
+            events.len(),
+            1,
+            "one event for the block, not one per refusal: {events:?}"
+        );
+        let until = NOW_MS + 3_600_000;
+        assert!(
+            events[0].contains(&format!("until {until} ms")),
+            "{events:?}"
+        );
+        assert!(events[0].contains("5 failed logins"), "{events:?}");
+
+        rig.clock.0.store(until, Ordering::SeqCst);
+        assert_eq!(rig.send("GET", "/api/v1/rules", &[], b"").status, 401);
+        assert_eq!(rig.send("GET", "/api/v1/rules", &[], b"").status, 401);
+        let events = rig.block_events();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(
+            events[1].contains("after refusing 20 requests"),
+            "the tally, reported once: {events:?}"
+        );
+    }
+
+    #[test]
+    fn probes_answer_for_a_blocked_address_and_nothing_else_does() {
+        let rig = rig();
+        rig.earn_login_block();
+        for path in ["/health", "/ready"] {
+            assert_eq!(rig.send("GET", path, &[], b"").status, 200, "{path}");
+            assert_eq!(rig.send("HEAD", path, &[], b"").status, 200, "{path}");
+        }
+        for (method, path) in [
+            ("GET", "/openapi.json"),
+            ("GET", "/metrics"),
+            ("POST", "/health"),
+            ("GET", "/health/x"),
+        ] {
+            let refused = rig.send(method, path, &[], b"");
+            assert_eq!(
+                (refused.status, code(&refused).as_str()),
+                (403, "IP_BLOCKED"),
+                "{method} {path}"
+            );
+        }
+        rig.clock.0.fetch_add(3_600_000, Ordering::SeqCst);
+        assert_eq!(rig.send("GET", "/api/v1/rules", &[], b"").status, 401);
+        let events = rig.block_events();
+        assert!(
+            events
+                .last()
+                .is_some_and(|e| e.contains("after refusing 4 requests")),
+            "probes are not counted as refused: {events:?}"
+        );
     }
 
     #[test]

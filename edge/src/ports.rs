@@ -88,6 +88,22 @@ impl From<CacheLookup<'_>> for GrantLookup {
     }
 }
 
+/// How long a store keeps a block after it ended, so that the next request from the address
+/// reports the block's tally ([`EdgeState::check_block`]).
+pub const ENDED_BLOCK_KEPT_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// What [`EdgeState::check_block`] found for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "block", rename_all = "snake_case")]
+pub enum BlockCheck {
+    /// Not blocked, and no ended block left to report.
+    Clear,
+    /// Blocked until `until_ms`; this request was counted as refused.
+    Blocked { until_ms: u64 },
+    /// A block that ended at `until_ms` after refusing `refused` requests; reported once.
+    Ended { until_ms: u64, refused: u64 },
+}
+
 /// One task of the upkeep schedule ([`crate::upkeep`]); a state store files each task's last
 /// run beside the state the task keeps current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,14 +161,19 @@ pub trait EdgeState: MaybeSend + MaybeSync {
         since_ms: u64,
     ) -> impl Future<Output = Result<(), StateError>> + MaybeSend;
 
-    /// Until when `ip` is blocked, if it is blocked at `now_ms`.
-    fn blocked_until(
+    /// Checks a request from `ip` against its block at `now_ms`. While the block lasts, the
+    /// request is added to the block's tally of refused requests ([`BlockCheck::Blocked`]). The
+    /// first check after a block ended reports that tally once ([`BlockCheck::Ended`], when it
+    /// refused anything) and forgets the block. A block that ended is kept for
+    /// [`ENDED_BLOCK_KEPT_MS`] so its tally can be reported; a tally may undercount when many
+    /// instances refuse the same address at once, never overcount.
+    fn check_block(
         &self,
         ip: &str,
         now_ms: u64,
-    ) -> impl Future<Output = Result<Option<u64>, StateError>> + MaybeSend;
+    ) -> impl Future<Output = Result<BlockCheck, StateError>> + MaybeSend;
 
-    /// Blocks `ip` until `until_ms`.
+    /// Blocks `ip` until `until_ms`, with an empty tally of refused requests.
     fn block(
         &self,
         ip: &str,

@@ -229,6 +229,8 @@ pub struct Route {
     pub content_types: Vec<ContentKind>,
     /// A permission that lets the caller act on items of other principals.
     pub admin_permission: Option<Permission>,
+    /// A liveness or readiness probe: answered for a blocked address too (public, no body).
+    pub probe: bool,
     segments: Vec<Segment>,
 }
 
@@ -337,6 +339,8 @@ struct RouteSpec {
     #[serde(default)]
     content_types: Vec<ContentKind>,
     admin_permission: Option<String>,
+    #[serde(default)]
+    probe: bool,
 }
 
 /// The whole route table with its rate classes.
@@ -425,6 +429,12 @@ impl RoutePolicy {
                     reason: "body_limit and content_types must be set together",
                 });
             }
+            if spec.probe && (auth != Auth::Public || spec.body_limit > 0) {
+                return Err(RoutePolicyError::InvalidRoute {
+                    route: label,
+                    reason: "a probe must be public and take no body",
+                });
+            }
             let shape: Vec<String> = segments
                 .iter()
                 .map(|s| match s {
@@ -446,6 +456,7 @@ impl RoutePolicy {
                 body_limit: spec.body_limit,
                 content_types: spec.content_types,
                 admin_permission,
+                probe: spec.probe,
                 segments,
             });
         }
@@ -683,6 +694,13 @@ mod tests {
             assert_eq!(m.route.auth, auth, "{method} {path}");
             assert_eq!(m.route.method, method);
         }
+        let probes: Vec<&str> = policy
+            .routes()
+            .iter()
+            .filter(|r| r.probe)
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(probes, ["/health", "/ready"]);
     }
 
     #[test]
@@ -931,6 +949,7 @@ mod tests {
         assert_eq!(m.params, vec![("job_id", "j-1".to_owned())]);
         assert_eq!(m.route.body_limit, 0);
         assert_eq!(policy.resolve("GET", "/health"), Resolution::NotFound);
+        assert!(!m.route.probe);
     }
 
     #[test]
@@ -976,6 +995,9 @@ mod tests {
             ),
             (route("method = \"GET\"\npath = \"/a\"\nauth = \"token\"\nbody_limit = 10"), |e| {
                 matches!(e, RoutePolicyError::InvalidRoute { .. })
+            }),
+            (route("method = \"GET\"\npath = \"/a\"\nauth = \"token\"\nprobe = true"), |e| {
+                matches!(e, RoutePolicyError::InvalidRoute { reason, .. } if reason.contains("probe"))
             }),
             (route("method = \"GET\"\npath = \"/a\"\nauth = \"token\"\nlimit = 10"), |e| {
                 matches!(e, RoutePolicyError::InvalidToml(_))

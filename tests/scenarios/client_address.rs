@@ -73,7 +73,11 @@ fn login(
 
 /// The audit events the backend holds for `query` (admin token `admin`), asked from an address
 /// of the scenario's that is not blocked.
-async fn audit_events(caller: &Caller, admin: &str, query: &str) -> Result<Vec<Value>, String> {
+pub(crate) async fn audit_events(
+    caller: &Caller,
+    admin: &str,
+    query: &str,
+) -> Result<Vec<Value>, String> {
     let path = format!("/api/v1/admin/audit?{query}&limit=100");
     let reader = format!("10.{}.254.254", caller.index);
     let page = caller
@@ -193,7 +197,7 @@ pub async fn concurrent_logins_hold_the_login_limit(caller: &Caller) -> Outcome 
         )
     })?;
     caller
-        .send(caller.edge(Method::GET, "/health"))
+        .send(caller.edge(Method::GET, "/openapi.json"))
         .await?
         .refused(403, "IP_BLOCKED")
 }

@@ -14,12 +14,17 @@
 //! runtimes. A rate entry whose time has passed is left in place until pruned, so the next swap
 //! on the key compares against a value rather than an absence; the prune deletes a spent entry
 //! with a plain delete (`wasi:keyvalue` has no conditional delete), so a swap that lands between
-//! its read and its delete is dropped and that key starts afresh. Plain writes (deny-list, blocks,
-//! caches, cursor) replace whatever is there; none of them is read-modified-written.
+//! its read and its delete is dropped and that key starts afresh. A block's tally of refused
+//! requests is counted with the same swap, retried a few times only: a refusal never waits long
+//! on a busy tally, so under contention the tally may undercount. Plain writes (deny-list, block
+//! starts, caches, cursor) replace whatever is there.
 
 use std::sync::Arc;
 
-use edge::ports::{EdgeState, Entropy, GrantLookup, RateStore, StateError, UpkeepTask};
+use edge::ports::{
+    BlockCheck, ENDED_BLOCK_KEPT_MS, EdgeState, Entropy, GrantLookup, RateStore, StateError,
+    UpkeepTask,
+};
 use edge::shared::api_key::{ApiKeyCache, ApiKeyDigest, ApiKeyGrant, REVOCATION_HORIZON_SECS};
 use edge::shared::token::KeySet;
 use serde::de::DeserializeOwned;
@@ -56,6 +61,21 @@ impl Expiring {
             .map(|entry| entry.value)
     }
 }
+
+/// A block on an address as stored: an [`Expiring`] entry (forgotten
+/// [`ENDED_BLOCK_KEPT_MS`] after the block ends) with the block's end and its tally.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredBlock {
+    /// When the block ends.
+    value: u64,
+    expires_at_ms: u64,
+    /// Requests refused so far.
+    #[serde(default)]
+    refused: u64,
+}
+
+/// How often a refusal tries to add itself to a block's tally before giving up on counting.
+const TALLY_ATTEMPTS: u32 = 4;
 
 /// A cached API-key answer and when it was fetched.
 #[derive(Debug, Serialize, Deserialize)]
@@ -244,14 +264,54 @@ impl EdgeState for KvState {
         self.0.set(CURSOR, &since_ms)
     }
 
-    async fn blocked_until(&self, ip: &str, now_ms: u64) -> Result<Option<u64>, StateError> {
-        self.0.alive(&format!("block:{ip}"), now_ms)
+    /// While the block lasts, adds one to its tally with the store's compare-and-swap (a few
+    /// attempts; the request is refused either way); once it ended, deletes it and reports the
+    /// tally.
+    async fn check_block(&self, ip: &str, now_ms: u64) -> Result<BlockCheck, StateError> {
+        let key = format!("block:{ip}");
+        let mut cas = Cas::new(&self.0.bucket, &key).map_err(failed)?;
+        let mut attempt = 0;
+        loop {
+            let Some(mut block) = cas
+                .current()
+                .map_err(failed)?
+                .and_then(|bytes| serde_json::from_slice::<StoredBlock>(&bytes).ok())
+            else {
+                return Ok(BlockCheck::Clear);
+            };
+            let until_ms = block.value;
+            if until_ms <= now_ms {
+                self.0.delete(&key)?;
+                return Ok(if block.refused > 0 {
+                    BlockCheck::Ended {
+                        until_ms,
+                        refused: block.refused,
+                    }
+                } else {
+                    BlockCheck::Clear
+                });
+            }
+            block.refused = block.refused.saturating_add(1);
+            let bytes = serde_json::to_vec(&block).map_err(failed)?;
+            match swap(cas, &bytes)? {
+                Swapped::Done => return Ok(BlockCheck::Blocked { until_ms }),
+                Swapped::Lost(_) if attempt + 1 >= TALLY_ATTEMPTS => {
+                    return Ok(BlockCheck::Blocked { until_ms });
+                }
+                Swapped::Lost(latest) => {
+                    cas = latest;
+                    back_off(attempt);
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     async fn block(&self, ip: &str, until_ms: u64) -> Result<(), StateError> {
-        let entry = Expiring {
+        let entry = StoredBlock {
             value: until_ms,
-            expires_at_ms: until_ms,
+            expires_at_ms: until_ms.saturating_add(ENDED_BLOCK_KEPT_MS),
+            refused: 0,
         };
         self.0.set(&format!("block:{ip}"), &entry)
     }

@@ -1,27 +1,41 @@
-//! Stage 4: intrusion check. Blocked addresses are refused (403 `IP_BLOCKED`); traversal, script
-//! and SQL-injection patterns in the path or query are refused (400 `SUSPICIOUS_REQUEST`); tool
-//! user agents are only noted. [`IntrusionWatch`] also keeps the counters that start a block:
-//! failed logins and rate-limit violations per address.
+//! Stage 4: intrusion check. Blocked addresses are refused (403 `IP_BLOCKED`), except on the
+//! liveness and readiness probes (routes marked `probe` in the route table: they reveal nothing
+//! and cost nothing, so a health checker behind a blocked address still sees the service);
+//! traversal, script and SQL-injection patterns in the path or query are refused (400
+//! `SUSPICIOUS_REQUEST`); tool user agents are only noted. [`IntrusionWatch`] also keeps the
+//! counters that start a block: failed logins and rate-limit violations per address.
+//!
+//! A block is audited as at most two `ip_blocked` events, however many requests it refuses: one
+//! when it starts (its reason and until when), and one with the number of requests it refused,
+//! written by the first request from the address after the block ended (the state keeps an
+//! ended block for [`crate::ports::ENDED_BLOCK_KEPT_MS`] for that). The refused requests
+//! themselves are not audited one by one; the state's tally counts them
+//! ([`EdgeState::check_block`]).
 
 use shared::ErrorCode;
 use shared::audit::AuditEventType;
+use shared::route_policy::{Resolution, RoutePolicy};
 
 use super::Refusal;
 use super::audit::{Observed, event};
 use crate::config::IntrusionPolicy;
-use crate::ports::{AuditSink, EdgeState, Entropy};
+use crate::ports::{AuditSink, BlockCheck, EdgeState, Entropy};
 
 /// The intrusion policy over the state that counts and blocks, and the sink its events go to.
 pub struct IntrusionWatch<'a, S> {
     pub state: &'a S,
     pub policy: &'a IntrusionPolicy,
+    /// The route table, which marks the probes a block lets through.
+    pub routes: &'a RoutePolicy,
     pub audit: &'a dyn AuditSink,
     pub entropy: &'a dyn Entropy,
 }
 
 impl<S: EdgeState> IntrusionWatch<'_, S> {
-    /// Refuses blocked addresses and attack patterns, and notes a tool user agent once per
-    /// address and window. A state store that cannot answer refuses the request.
+    /// Refuses blocked addresses (but for the probe routes) and attack patterns, and
+    /// notes a tool user agent once per address and window. A state store that cannot answer
+    /// refuses the request. The first request after a block ended audits how many requests the
+    /// block refused.
     pub async fn check(
         &self,
         observed: &Observed<'_>,
@@ -29,14 +43,23 @@ impl<S: EdgeState> IntrusionWatch<'_, S> {
         now_ms: u64,
     ) -> Result<(), Refusal> {
         let ip = observed.ip;
-        if let Some(until) =
-            self.state.blocked_until(ip, now_ms).await.map_err(|e| {
+        if !self.is_probe(observed.method, observed.path) {
+            match self.state.check_block(ip, now_ms).await.map_err(|e| {
                 Refusal::new(ErrorCode::ServiceUnavailable).with_detail(e.to_string())
-            })?
-        {
-            let retry_secs = until.saturating_sub(now_ms).div_ceil(1000).max(1);
-            return Err(Refusal::new(ErrorCode::IpBlocked)
-                .with_header("Retry-After", retry_secs.to_string()));
+            })? {
+                BlockCheck::Clear => {}
+                BlockCheck::Blocked { until_ms } => {
+                    let retry_secs = until_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
+                    return Err(Refusal::new(ErrorCode::IpBlocked)
+                        .with_header("Retry-After", retry_secs.to_string()));
+                }
+                BlockCheck::Ended { until_ms, refused } => {
+                    let detail =
+                        format!("block ended at {until_ms} ms after refusing {refused} requests");
+                    let code = Some(ErrorCode::IpBlocked);
+                    self.emit(AuditEventType::IpBlocked, observed, code, &detail, now_ms);
+                }
+            }
         }
         if let Some(family) = find_attack(observed.path, query) {
             return Err(Refusal::new(ErrorCode::SuspiciousRequest).with_detail(family));
@@ -99,7 +122,8 @@ impl<S: EdgeState> IntrusionWatch<'_, S> {
         }
     }
 
-    /// Blocks the address for `duration_ms`, forgets the counter that led to it and audits it.
+    /// Blocks the address for `duration_ms`, forgets the counter that led to it and audits the
+    /// block's start.
     async fn block(
         &self,
         observed: &Observed<'_>,
@@ -108,16 +132,25 @@ impl<S: EdgeState> IntrusionWatch<'_, S> {
         detail: &str,
         now_ms: u64,
     ) {
-        let blocked = self
-            .state
-            .block(observed.ip, now_ms.saturating_add(duration_ms))
-            .await;
+        let until_ms = now_ms.saturating_add(duration_ms);
+        let blocked = self.state.block(observed.ip, until_ms).await;
         let _ = self.state.reset_events(counter).await;
         if blocked.is_ok() {
-            let detail = format!("address blocked for {} s: {detail}", duration_ms / 1000);
+            let detail = format!(
+                "address blocked for {} s (until {until_ms} ms): {detail}",
+                duration_ms / 1000
+            );
             let code = Some(ErrorCode::IpBlocked);
             self.emit(AuditEventType::IpBlocked, observed, code, &detail, now_ms);
         }
+    }
+
+    /// Whether the request resolves to a probe route of the route table.
+    fn is_probe(&self, method: &str, path: &str) -> bool {
+        matches!(
+            self.routes.resolve(method, path),
+            Resolution::Found(found) if found.route.probe
+        )
     }
 
     fn emit(

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use edge::memory::MemoryState;
-use edge::ports::{EdgeState, GrantLookup, RateStore, StateError, UpkeepTask};
+use edge::ports::{
+    BlockCheck, ENDED_BLOCK_KEPT_MS, EdgeState, GrantLookup, RateStore, StateError, UpkeepTask,
+};
 use edge::shared::api_key::{ApiKeyDigest, ApiKeyGrant};
 use edge::shared::revocation::EVERY_TOKEN;
 use edge::shared::token::KeySet;
@@ -40,9 +42,6 @@ enum Op {
         /// When the object may forget the number; `None`: never.
         expires_at_ms: Option<u64>,
     },
-    /// The stored number if it lies after `now_ms` (a deadline: deny-list entry, block)
-    /// → `Option<u64>`.
-    After { now_ms: u64 },
     /// Stores a number unconditionally, forgotten after `expires_at_ms` → `()`.
     Put {
         value: u64,
@@ -53,6 +52,12 @@ enum Op {
     Deny { cutoff: Cutoff, expires_at_ms: u64 },
     /// The cut-off of the deny-list entry if it is alive at `now_ms` → `Option<Cutoff>`.
     Denial { now_ms: u64 },
+    /// Starts a block until `until_ms` with an empty tally, forgotten
+    /// [`ENDED_BLOCK_KEPT_MS`] after it ends → `()`.
+    Block { until_ms: u64 },
+    /// Checks a request against the block at `now_ms`, counting it while the block lasts and
+    /// reporting the tally once after it ended → [`BlockCheck`].
+    CheckBlock { now_ms: u64 },
     /// Records one event at `now_ms` → how many lie within `window_ms` (`u32`).
     Count { window_ms: u64, now_ms: u64 },
     /// Forgets everything → `()`.
@@ -62,6 +67,7 @@ enum Op {
 const VALUE: &str = "value";
 const EVENTS: &str = "events";
 const DENIAL: &str = "denial";
+const TALLY: &str = "tally";
 
 /// A deny-list cut-off as it crosses JavaScript, whose numbers hold integers only up to 2^53:
 /// the cut-off that refuses every token ([`EVERY_TOKEN`], `u64::MAX`) travels as
@@ -118,10 +124,6 @@ impl DurableObject for EdgeStateObject {
                 }
                 Response::from_json(&swapped)
             }
-            Op::After { now_ms } => {
-                let value = storage.get::<u64>(VALUE).await?;
-                Response::from_json(&value.filter(|v| *v > now_ms))
-            }
             Op::Put {
                 value,
                 expires_at_ms,
@@ -146,6 +148,29 @@ impl DurableObject for EdgeStateObject {
                 let denial = storage.get::<StoredDenial>(DENIAL).await?;
                 let alive = denial.filter(|d| d.expires_at_ms > now_ms);
                 Response::from_json(&alive.map(|d| d.cutoff))
+            }
+            Op::Block { until_ms } => {
+                storage.put(VALUE, until_ms).await?;
+                storage.put(TALLY, 0u64).await?;
+                self.expire_at(Some(until_ms.saturating_add(ENDED_BLOCK_KEPT_MS)))
+                    .await?;
+                Response::from_json(&())
+            }
+            Op::CheckBlock { now_ms } => {
+                let Some(until_ms) = storage.get::<u64>(VALUE).await? else {
+                    return Response::from_json(&BlockCheck::Clear);
+                };
+                let refused = storage.get::<u64>(TALLY).await?.unwrap_or(0);
+                if until_ms > now_ms {
+                    storage.put(TALLY, refused.saturating_add(1)).await?;
+                    return Response::from_json(&BlockCheck::Blocked { until_ms });
+                }
+                storage.delete_all().await?;
+                Response::from_json(&if refused > 0 {
+                    BlockCheck::Ended { until_ms, refused }
+                } else {
+                    BlockCheck::Clear
+                })
             }
             Op::Count { window_ms, now_ms } => {
                 let mut times = storage.get::<Vec<u64>>(EVENTS).await?.unwrap_or_default();
@@ -334,22 +359,21 @@ impl EdgeState for DurableState {
         self.objects.ask(CURSOR, op).await
     }
 
-    async fn blocked_until(
+    /// One call to the address's object, which serialises the tally.
+    async fn check_block(
         &self,
         ip: &str,
         now_ms: u64,
-    ) -> std::result::Result<Option<u64>, StateError> {
+    ) -> std::result::Result<BlockCheck, StateError> {
         self.objects
-            .ask(&format!("block:{ip}"), Op::After { now_ms })
+            .ask(&format!("block:{ip}"), Op::CheckBlock { now_ms })
             .await
     }
 
     async fn block(&self, ip: &str, until_ms: u64) -> std::result::Result<(), StateError> {
-        let op = Op::Put {
-            value: until_ms,
-            expires_at_ms: Some(until_ms),
-        };
-        self.objects.ask(&format!("block:{ip}"), op).await
+        self.objects
+            .ask(&format!("block:{ip}"), Op::Block { until_ms })
+            .await
     }
 
     async fn count_event(

@@ -29,8 +29,8 @@ const CREDENTIAL_CODES: &[ErrorCode] = &[
     ErrorCode::RevokedApiKey,
 ];
 
-/// The codes any request may meet, whatever its route: the intrusion check, and the edge's and
-/// the backend's own failures.
+/// The codes any request may meet, whatever its route: the intrusion check (a probe route never
+/// meets `IP_BLOCKED`), and the edge's and the backend's own failures.
 const EVERY_ROUTE_CODES: &[ErrorCode] = &[
     ErrorCode::BadRequest,
     ErrorCode::SuspiciousRequest,
@@ -142,6 +142,9 @@ pub fn codes_of(
     handler_codes: &[ErrorCode],
 ) -> BTreeMap<u16, BTreeSet<&'static str>> {
     let mut codes: Vec<ErrorCode> = EVERY_ROUTE_CODES.to_vec();
+    if route.probe {
+        codes.retain(|code| *code != ErrorCode::IpBlocked);
+    }
     if route.auth != Auth::Public {
         codes.extend_from_slice(CREDENTIAL_CODES);
     }

@@ -130,7 +130,7 @@ mod tests {
             if takes_body {
                 assert!(has("422", "UNKNOWN_FIELD"), "{name}");
             }
-            assert!(has("403", "IP_BLOCKED"), "{name}");
+            assert_eq!(!route.probe, has("403", "IP_BLOCKED"), "{name}");
         }
     }
 
