@@ -346,3 +346,122 @@ async fn retries_then_success_and_operator_requests(kind: Backend) {
     );
 }
 on_both_stores!(operator, retries_then_success_and_operator_requests);
+
+/// The poll interval of the wake-up tests: a job that waits for it fails their 2 s bound.
+const LONG_POLL: Duration = Duration::from_secs(10);
+/// How soon a woken worker must have finished an echo job: a fifth of [`LONG_POLL`].
+const WAKE_BOUND: Duration = Duration::from_secs(2);
+
+/// Starts one worker that polls only every [`LONG_POLL`] and, on Postgres, listens for `NOTIFY`.
+async fn start_slow_polling_worker(
+    db: &TestDatabase,
+    store: &Store,
+) -> (
+    String,
+    tokio::task::JoinHandle<anyhow::Result<WorkerExit>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let options = WorkerOptions {
+        name: "slow-poll".into(),
+        poll: LONG_POLL,
+        heartbeat: Duration::from_secs(60),
+        listen_url: (db.backend == Backend::Postgres).then(|| db.url.clone()),
+        ..WorkerOptions::default()
+    };
+    let kernel: Arc<dyn Kernel> = Arc::new(EchoKernel);
+    let worker = Worker::register(store.clone(), vec![kernel], options)
+        .await
+        .unwrap();
+    let id = worker.id().to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = rx.await;
+    }));
+    (id, handle, tx)
+}
+
+/// Waits up to [`WAKE_BOUND`] from `since` for every job in `ids` to succeed.
+async fn assert_done_within_wake_bound(store: &Store, ids: &[String], since: tokio::time::Instant) {
+    loop {
+        let mut open = Vec::new();
+        for id in ids {
+            if store.job(id).await.unwrap().unwrap().state != JobState::Succeeded {
+                open.push(id.clone());
+            }
+        }
+        if open.is_empty() {
+            return;
+        }
+        assert!(
+            since.elapsed() < WAKE_BOUND,
+            "jobs {open:?} still open after {:?} with a poll of {LONG_POLL:?}: the worker missed its wake-up",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn idle_listening_worker_takes_a_job_from_another_process(kind: Backend) {
+    let db = TestDatabase::new(kind).await;
+    let worker_store = db.store().await;
+    // Another store: its enqueues reach the worker only through Postgres, not this process.
+    let client = db.store().await;
+    let (id, handle, tx) = start_slow_polling_worker(&db, &worker_store).await;
+    // Idle: it has heartbeated (its first step), found nothing and gone to wait.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while client.worker(&id).await.unwrap().unwrap().heartbeat_at_ms == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never heartbeated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let since = tokio::time::Instant::now();
+    let (job, _) = client.enqueue(&echo(json!({"idle": true}))).await.unwrap();
+    assert_done_within_wake_bound(&client, &[job.id], since).await;
+    let _ = tx.send(());
+    assert_eq!(handle.await.unwrap().unwrap(), WorkerExit::Shutdown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_listening_worker_wakes_on_notify() {
+    idle_listening_worker_takes_a_job_from_another_process(Backend::Postgres).await;
+}
+
+/// Jobs enqueued at short intervals while a worker starts (before, during and after its
+/// `LISTEN` and first claim) are all taken without waiting for the poll. On SQLite the enqueuing
+/// store is the worker's, and only its in-process signal can wake it.
+async fn jobs_enqueued_while_a_worker_starts_are_taken_at_once(
+    kind: Backend,
+    separate_client: bool,
+) {
+    let db = TestDatabase::new(kind).await;
+    let worker_store = db.store().await;
+    let client = if separate_client {
+        db.store().await
+    } else {
+        worker_store.clone()
+    };
+    let (_, handle, tx) = start_slow_polling_worker(&db, &worker_store).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let (job, _) = client.enqueue(&echo(json!({ "i": i }))).await.unwrap();
+        ids.push(job.id);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_done_within_wake_bound(&client, &ids, tokio::time::Instant::now()).await;
+    let _ = tx.send(());
+    assert_eq!(handle.await.unwrap().unwrap(), WorkerExit::Shutdown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_listening_worker_takes_jobs_from_another_process() {
+    jobs_enqueued_while_a_worker_starts_are_taken_at_once(Backend::Postgres, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_worker_takes_jobs_enqueued_in_its_process_on_sqlite() {
+    jobs_enqueued_while_a_worker_starts_are_taken_at_once(Backend::Sqlite, false).await;
+}

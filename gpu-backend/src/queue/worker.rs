@@ -168,7 +168,9 @@ impl Worker {
             .min(self.options.batch_size)
             .max(1) as i64;
         let mut state = RunState::Active;
-        let mut next_heartbeat = Instant::now();
+        // Registration has just reported; the first upkeep (which scans for expired leases, and
+        // can take long on a large table) waits one period so the first claim does not wait on it.
+        let mut next_heartbeat = Instant::now() + self.options.heartbeat;
         let mut listener = self.listen().await;
         let exit = loop {
             if Instant::now() >= next_heartbeat {
@@ -181,6 +183,8 @@ impl Worker {
             if state == RunState::Draining {
                 break WorkerExit::Drained;
             }
+            // Armed before the claim: an enqueue in this process while the claim runs is not lost.
+            let enqueued = self.store.enqueued_signal();
             let claimed = if state == RunState::Active {
                 match self
                     .store
@@ -209,7 +213,7 @@ impl Worker {
                 tokio::select! {
                     biased;
                     _ = &mut shutdown => break WorkerExit::Shutdown,
-                    _ = self.store.wait_enqueued(wait) => {}
+                    _ = tokio::time::timeout(wait, enqueued) => {}
                     woke = recv_notification(&mut listener) => {
                         if !woke {
                             listener = None;

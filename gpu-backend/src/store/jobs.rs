@@ -697,9 +697,12 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Waits until a job may have been enqueued (in this process) or `timeout` passes.
-    pub async fn wait_enqueued(&self, timeout: std::time::Duration) {
-        let _ = tokio::time::timeout(timeout, self.signals.enqueued.notified()).await;
+    /// A wake-up for the next enqueue in this process, armed from this call on: an enqueue that
+    /// lands before it is awaited (while its holder looks for work) still wakes it.
+    pub fn enqueued_signal(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut signal = Box::pin(self.signals.enqueued.notified());
+        signal.as_mut().enable();
+        signal
     }
 
     /// Waits until a job may have finished (in this process) or `timeout` passes.
