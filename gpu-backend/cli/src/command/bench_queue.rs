@@ -1,6 +1,7 @@
 //! `h200 bench queue`: enqueue, claim and end-to-end throughput of the queue, and the same figures
 //! for a naive queue (`SELECT … FOR UPDATE` without `SKIP LOCKED`, one job at a time) measured in
-//! the same run. Run it against a scratch database: it adds and removes `echo` jobs.
+//! the same run. End to end also splits into the time to the first finished job and the steady
+//! rate after it. Run it against a scratch database: it adds and removes `echo` jobs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,18 +26,18 @@ pub struct QueueBench {
     pub naive_jobs: usize,
 }
 
-/// One measured figure.
+/// One measured figure: a rate (`jobs` in `seconds`), or a delay when `jobs` is `None`.
 #[derive(Debug, Clone)]
 pub struct Figure {
     pub queue: &'static str,
     pub phase: &'static str,
-    pub jobs: usize,
+    pub jobs: Option<usize>,
     pub seconds: f64,
 }
 
 impl Figure {
     pub fn per_second(&self) -> f64 {
-        self.jobs as f64 / self.seconds.max(1e-9)
+        self.jobs.unwrap_or(0) as f64 / self.seconds.max(1e-9)
     }
 }
 
@@ -47,14 +48,16 @@ impl std::fmt::Display for Figure {
         } else {
             format!("{} ", self.queue)
         };
-        write!(
-            f,
-            "{prefix}{}: {:.0} jobs/s ({} jobs in {:.3} s)",
-            self.phase,
-            self.per_second(),
-            self.jobs,
-            self.seconds
-        )
+        match self.jobs {
+            Some(jobs) => write!(
+                f,
+                "{prefix}{}: {:.0} jobs/s ({jobs} jobs in {:.3} s)",
+                self.phase,
+                self.per_second(),
+                self.seconds
+            ),
+            None => write!(f, "{prefix}{}: {:.3} s", self.phase, self.seconds),
+        }
     }
 }
 
@@ -102,7 +105,7 @@ pub async fn run(store: &Store, bench: QueueBench) -> anyhow::Result<Vec<Figure>
     figures.push(Figure {
         queue: "h200",
         phase: "enqueue",
-        jobs: bench.jobs,
+        jobs: Some(bench.jobs),
         seconds: started.elapsed().as_secs_f64(),
     });
 
@@ -133,7 +136,7 @@ pub async fn run(store: &Store, bench: QueueBench) -> anyhow::Result<Vec<Figure>
     figures.push(Figure {
         queue: "h200",
         phase: "claim",
-        jobs: claimed,
+        jobs: Some(claimed),
         seconds: started.elapsed().as_secs_f64(),
     });
     for (worker, jobs) in held {
@@ -164,6 +167,7 @@ pub async fn run(store: &Store, bench: QueueBench) -> anyhow::Result<Vec<Figure>
         })));
     }
     let started = Instant::now();
+    let started_ms = now_ms();
     enqueue_all(store, &jobs, bench.batch).await?;
     // Finishing is signalled in this process; the count confirms it without hammering the table.
     while open_jobs(store, &run).await? > 0 {
@@ -172,9 +176,10 @@ pub async fn run(store: &Store, bench: QueueBench) -> anyhow::Result<Vec<Figure>
     figures.push(Figure {
         queue: "h200",
         phase: "end-to-end",
-        jobs: bench.jobs,
+        jobs: Some(bench.jobs),
         seconds: started.elapsed().as_secs_f64(),
     });
+    figures.extend(first_job_and_steady_rate(store, &run, started_ms).await?);
     for stop in stops {
         let _ = stop.send(());
     }
@@ -188,6 +193,47 @@ pub async fn run(store: &Store, bench: QueueBench) -> anyhow::Result<Vec<Figure>
         clean(store, &run).await?;
     }
     Ok(figures)
+}
+
+/// From the jobs' finishing times: the delay from the start of the enqueue to the first finished
+/// job, and the rate of the jobs that finished after it.
+async fn first_job_and_steady_rate(
+    store: &Store,
+    run: &str,
+    started_ms: i64,
+) -> anyhow::Result<Vec<Figure>> {
+    let row = sqlx::query(
+        "SELECT MIN(finished_at_ms) AS first_ms, MAX(finished_at_ms) AS last_ms FROM jobs WHERE owner = $1",
+    )
+    .bind(run)
+    .fetch_one(store.pool())
+    .await?;
+    let (Some(first_ms), Some(last_ms)) = (
+        row.try_get::<Option<i64>, _>("first_ms")?,
+        row.try_get::<Option<i64>, _>("last_ms")?,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let after_first: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE owner = $1 AND finished_at_ms > $2")
+            .bind(run)
+            .bind(first_ms)
+            .fetch_one(store.pool())
+            .await?;
+    Ok(vec![
+        Figure {
+            queue: "h200",
+            phase: "time to first job",
+            jobs: None,
+            seconds: (first_ms - started_ms) as f64 / 1000.0,
+        },
+        Figure {
+            queue: "h200",
+            phase: "steady state",
+            jobs: Some(after_first as usize),
+            seconds: (last_ms - first_ms) as f64 / 1000.0,
+        },
+    ])
 }
 
 /// The naive queue: one INSERT per job; one transaction per claim that locks the oldest queued
@@ -213,7 +259,7 @@ async fn naive(store: &Store, run: &str, bench: QueueBench) -> anyhow::Result<Ve
     let enqueue = Figure {
         queue: "naive",
         phase: "enqueue",
-        jobs: count,
+        jobs: Some(count),
         seconds: started.elapsed().as_secs_f64(),
     };
 
@@ -270,7 +316,7 @@ async fn naive(store: &Store, run: &str, bench: QueueBench) -> anyhow::Result<Ve
     let claim = Figure {
         queue: "naive",
         phase: "claim",
-        jobs: claimed,
+        jobs: Some(claimed),
         seconds,
     };
     clean(store, run).await?;
@@ -282,7 +328,7 @@ async fn naive(store: &Store, run: &str, bench: QueueBench) -> anyhow::Result<Ve
     let end_to_end = Figure {
         queue: "naive",
         phase: "end-to-end",
-        jobs: done,
+        jobs: Some(done),
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok(vec![enqueue, claim, end_to_end])
