@@ -799,11 +799,13 @@ async fn audit_reaches_backend(caller: &Caller) -> Outcome {
     }
 }
 
-async fn ip_block_and_expiry(caller: &Caller) -> Outcome {
+/// `count` logins of the viewer with a wrong password from the caller's address, each answered
+/// 401 (5 of them earn the address a block).
+pub async fn fail_logins(caller: &Caller, count: usize) -> Outcome {
     let user = caller.user("viewer")?;
     let body =
         serde_json::json!({"username": user.username, "password": "Wrong-passw0rd!"}).to_string();
-    for n in 0..5 {
+    for n in 0..count {
         let answer = caller
             .send(
                 caller
@@ -816,6 +818,11 @@ async fn ip_block_and_expiry(caller: &Caller) -> Outcome {
             format!("failed login {n}: {} {}", answer.status, answer.body)
         })?;
     }
+    Ok(())
+}
+
+async fn ip_block_and_expiry(caller: &Caller) -> Outcome {
+    fail_logins(caller, 5).await?;
     let blocked = caller
         .send(caller.edge(Method::GET, "/openapi.json"))
         .await?;

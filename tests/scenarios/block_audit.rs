@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::scenarios::client_address::audit_events;
-use crate::{Caller, Outcome, check};
+use crate::{Caller, Outcome, check, fail_logins};
 
 /// Requests sent while the address is blocked; each must be refused and counted.
 const REFUSED: usize = 8;
@@ -20,22 +20,7 @@ const AUDIT_DELIVERY: Duration = Duration::from_secs(15);
 /// 403 `IP_BLOCKED`; after the block the trail holds exactly two `ip_blocked` events of the
 /// edge for the address: the start and the tally of [`REFUSED`].
 pub async fn a_block_is_audited_once_with_its_tally(caller: &Caller) -> Outcome {
-    let user = caller.user("viewer")?;
-    let body =
-        serde_json::json!({"username": user.username, "password": "Wrong-passw0rd!"}).to_string();
-    for n in 0..5 {
-        let answer = caller
-            .send(
-                caller
-                    .edge(Method::POST, "/auth/login")
-                    .header("content-type", "application/json")
-                    .body(body.clone()),
-            )
-            .await?;
-        check(answer.status.as_u16() == 401, || {
-            format!("failed login {n}: {} {}", answer.status, answer.body)
-        })?;
-    }
+    fail_logins(caller, 5).await?;
     for n in 0..REFUSED {
         let path = if n % 2 == 0 {
             "/api/v1/rules"
