@@ -113,7 +113,8 @@ pub fn h200(binary: &Path, data: &Path) -> Command {
     command
 }
 
-fn add_user(binary: &Path, data: &Path, name: &str, role: &str) {
+/// Adds user `name` with `role` and [`PASSWORD`] through `h200 user add` on the data folder.
+pub fn add_user(binary: &Path, data: &Path, name: &str, role: &str) {
     let mut child = h200(binary, data)
         .args(["user", "add", name, "--role", role])
         .stdin(Stdio::piped())

@@ -2,12 +2,13 @@
 //! `h200 dev --route-policy FILE --roles FILE` process, with `GET /api/v1/servers` moved from
 //! `servers:read` to `clusters:read` and `clusters:read` added to the analyst role.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use h200_e2e::harness::{PASSWORD, Running, edge_key, free_port, h200, h200_binary, wait_healthy};
+use h200_e2e::harness::{
+    PASSWORD, Running, add_user, edge_key, free_port, h200, h200_binary, wait_healthy,
+};
 use serde_json::Value;
 use shared::permissions::{DEFAULT_ROLES_TOML, Principal, PrincipalKind, RoleSet};
 use shared::route_policy::DEFAULT_ROUTE_POLICY_TOML;
@@ -26,22 +27,6 @@ impl Drop for Scratch {
 fn replace_once(text: &str, from: &str, to: &str) -> String {
     assert_eq!(text.matches(from).count(), 1, "`{from}` occurs once");
     text.replace(from, to)
-}
-
-fn add_user(binary: &Path, data: &Path, name: &str, role: &str) {
-    let mut child = h200(binary, data)
-        .args(["user", "add", name, "--role", role])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("h200 user add starts");
-    if let Some(stdin) = child.stdin.as_mut() {
-        writeln!(stdin, "{PASSWORD}").expect("password written");
-    }
-    assert!(
-        child.wait().expect("h200 user add ends").success(),
-        "adding {name}"
-    );
 }
 
 /// Status and JSON body of a response.
