@@ -6,6 +6,7 @@
 //!   upstream, audit sink, request body), with the [`ports::MaybeSend`] marker that is `Send` on
 //!   native and nothing on wasm32.
 //! - [`message`]: the runtime-neutral request and response.
+//! - [`console`]: the web console's built assets, embedded, answered at `/` on every runtime.
 //! - [`config`]: the one typed [`config::EdgeConfig`] every adapter hands the pipeline.
 //! - [`stage`]: one module per pipeline stage (request id, response headers, CORS, intrusion
 //!   check and its counters, authentication, authorization, rate limit, body validation,
@@ -29,6 +30,7 @@
 
 pub mod backend_sync;
 pub mod config;
+pub mod console;
 pub mod fanout;
 pub mod memory;
 pub mod message;

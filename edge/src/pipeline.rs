@@ -16,6 +16,7 @@ use shared::token::{KeySet, TokenError, VerifiedToken};
 
 use crate::backend_sync::{self, BackendSync, SyncError};
 use crate::config::EdgeConfig;
+use crate::console;
 use crate::message::{EdgeRequest, EdgeResponse};
 use crate::ports::{
     AuditSink, BodySource, Clock, EdgeState, Entropy, GrantLookup, RateStore, StateError, Upstream,
@@ -24,6 +25,7 @@ use crate::ports::{
 use crate::stage::audit::{Observed, refusal_event};
 use crate::stage::authenticate::{self, Credentials};
 use crate::stage::intrusion::IntrusionWatch;
+use crate::stage::session::{self, Session};
 use crate::stage::sign::{self, Outbound};
 use crate::stage::{
     Refusal, Stage, StageObserver, authorize, cors, rate_limit, request_id, respond, validate,
@@ -203,12 +205,17 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             ..Exchange::default()
         };
         self.finished(Stage::RequestId);
-        let mut response = match self.run(&request, &mut body, &mut exchange).await {
-            Ok(response) => response,
-            Err(refusal) => {
-                self.audit_refusal(&request, &exchange, &refusal);
-                respond::refusal_response(&refusal, &exchange.request_id)
-            }
+        let console_asset = console::answer(&request);
+        let is_console = console_asset.is_some();
+        let mut response = match console_asset {
+            Some(asset) => asset,
+            None => match self.run(&request, &mut body, &mut exchange).await {
+                Ok(response) => response,
+                Err(refusal) => {
+                    self.audit_refusal(&request, &exchange, &refusal);
+                    respond::refusal_response(&refusal, &exchange.request_id)
+                }
+            },
         };
         let cors_fields = if cors::is_preflight(&request) {
             Vec::new()
@@ -221,6 +228,9 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             &cors_fields,
             exchange.rate.as_ref(),
         );
+        if is_console {
+            console::secure(&mut response);
+        }
         if request.method == "HEAD" {
             response.body.clear();
         }
@@ -256,6 +266,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             Resolution::NotFound => return Err(Refusal::new(ErrorCode::NotFound)),
         };
         self.finished(Stage::Route);
+        let session = Session::inspect(request, route)?;
         let principal = self.authenticate(request, route, now_ms).await?;
         if principal.kind != PrincipalKind::Anonymous {
             exchange.subject = Some(principal.subject.clone());
@@ -289,6 +300,8 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             .and_then(|v| v.trim().parse::<u64>().ok());
         validate::check_declared(route, content_type, content_length)?;
         let bytes = validate::read_limited(body, route.body_limit).await?;
+        let (bytes, session_type) = session.outbound_body(route, bytes)?;
+        let content_type = session_type.or(content_type);
         validate::check_body(&request.method, route, content_type, &bytes)?;
         self.finished(Stage::Validate);
         if route.path == shared::openapi::PATH {
@@ -303,7 +316,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             body: bytes,
             principal: Some(&principal),
             request_id: &exchange.request_id,
-            headers: sign::forwarded_headers(request),
+            headers: session::with_content_type(sign::forwarded_headers(request), session_type),
         };
         let signed = sign::sign(
             outbound,
@@ -315,6 +328,7 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         let upstream = self.upstream.send(signed).await.map_err(upstream_refusal)?;
         self.finished(Stage::Forward);
         let mut response = respond::from_upstream(upstream);
+        session.inbound(route, &mut response, self.clock.now_ms() / 1000);
         if route.path == LOGIN_PATH && response.status == 401 {
             self.intrusion()
                 .note_failed_login(&exchange.observed(request), self.clock.now_ms())

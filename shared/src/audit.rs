@@ -105,9 +105,9 @@ impl AuditEventType {
             | ErrorCode::InvalidSignature
             | ErrorCode::StaleSignature
             | ErrorCode::ReplayedRequest => Some(AuditEventType::TokenInvalid),
-            ErrorCode::InsufficientPermissions | ErrorCode::CorsOriginDenied => {
-                Some(AuditEventType::PermissionDenied)
-            }
+            ErrorCode::InsufficientPermissions
+            | ErrorCode::CorsOriginDenied
+            | ErrorCode::CsrfRejected => Some(AuditEventType::PermissionDenied),
             ErrorCode::RateLimitExceeded => Some(AuditEventType::RateLimited),
             ErrorCode::IpBlocked => Some(AuditEventType::IpBlocked),
             ErrorCode::SuspiciousRequest => Some(AuditEventType::SuspiciousActivity),

@@ -70,6 +70,7 @@ error_codes! {
     InsufficientPermissions => ("INSUFFICIENT_PERMISSIONS", 403, "The caller lacks the permission this route requires"),
     IpBlocked => ("IP_BLOCKED", 403, "Requests from this address are blocked"),
     CorsOriginDenied => ("CORS_ORIGIN_DENIED", 403, "The origin is not allowed"),
+    CsrfRejected => ("CSRF_REJECTED", 403, "A cookie session request lacks its X-H200-Session header or comes from another site"),
     // Shape of the request.
     BadRequest => ("BAD_REQUEST", 400, "The request is malformed"),
     SuspiciousRequest => ("SUSPICIOUS_REQUEST", 400, "The request looks like an attack and was refused"),

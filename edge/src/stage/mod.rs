@@ -10,6 +10,7 @@ pub mod intrusion;
 pub mod rate_limit;
 pub mod request_id;
 pub mod respond;
+pub mod session;
 pub mod sign;
 pub mod validate;
 

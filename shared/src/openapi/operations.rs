@@ -409,6 +409,7 @@ pub(super) fn all() -> Vec<Operation> {
                 E::RevokedKey,
                 E::RefreshTokenReused,
                 E::MissingCredentials,
+                E::CsrfRejected,
             ],
         ),
         op(
@@ -418,7 +419,7 @@ pub(super) fn all() -> Vec<Operation> {
             "Revoke the presented access token (and a refresh token)",
             json("LogoutRequest"),
             vec![(204, Empty)],
-            &[],
+            &[E::CsrfRejected],
         ),
         op(
             "POST",
