@@ -3,15 +3,16 @@
 //! edge URL into a [`Fixture`].
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use shared::signing::MessageSigningKey;
 
 use crate::{Fixture, TestUser};
+
+pub use h200_runtimes::process::{Running, free_port, target_dir, workspace_root};
 
 /// The password of every fixture user.
 pub const PASSWORD: &str = "E2e-passw0rd!long";
@@ -23,46 +24,6 @@ pub const ALLOWED_ORIGIN: &str = "https://app.example";
 pub const ROLES: [&str; 7] = [
     "viewer", "analyst", "manager", "admin", "readonly", "user", "service",
 ];
-
-/// A child process killed when dropped, however the test ends. A process started with
-/// [`Running::group`] leads its own process group, and the whole group is killed: Miniflare's
-/// `workerd` outlives a killed `node` otherwise.
-pub struct Running(pub Child);
-
-impl Running {
-    /// Spawns `command` as the leader of a new process group.
-    pub fn group(command: &mut Command) -> std::io::Result<Running> {
-        use std::os::unix::process::CommandExt;
-        command.process_group(0).spawn().map(Running)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The workspace root (the folder of the top `Cargo.toml`).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives in the workspace")
-        .to_path_buf()
-}
-
-/// Where cargo puts build output: `CARGO_TARGET_DIR`, else `target/` in the workspace.
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
 
 /// Builds `h200` once per test process and returns its path, so every system a test binary
 /// starts (an isolated scenario's too) runs the same build.
@@ -92,14 +53,6 @@ fn build_h200() -> PathBuf {
         .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
         .find(|path| path.file_stem().is_some_and(|s| s == "h200"))
         .expect("cargo reports the h200 executable")
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
 }
 
 /// `h200` with the data folder set and no database URL from the environment.

@@ -3,14 +3,15 @@
 //! every scenario becomes a named test (`cargo test NAME` runs one on each runtime). [`harness`]
 //! starts the backend, [`runtimes`] builds and starts the wasm runtimes, [`tools`] installs the
 //! pinned tools they need, [`front`] stands where the platform stands in front of a wasm runtime
-//! (and sets the client's address as it would), [`shapes`] snapshots the public JSON shapes.
+//! (and sets the client's address as it would; these three live in the `h200-runtimes` crate,
+//! which `h200 dev --edge` uses too), [`shapes`] snapshots the public JSON shapes.
 
-pub mod front;
 pub mod harness;
-pub mod runtimes;
 pub mod shapes;
 pub mod suite;
-pub mod tools;
+
+pub use h200_runtimes::serve as runtimes;
+pub use h200_runtimes::{front, tools};
 
 /// Scenarios that live in files of their own.
 mod scenarios {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::front::Front;
-use crate::harness::{Running, free_port, target_dir, workspace_root};
+use crate::process::{Running, free_port, target_dir, workspace_root};
 use crate::tools;
 
 /// The Worker the repository deploys (`main` of `wrangler.toml`), built by worker-build in
@@ -82,7 +82,7 @@ fn build_worker(crate_dir: &Path, lib_name: &str) {
             let build = tools::worker_build();
             let npm = tools::node_packages().join("node_modules");
             eprintln!(
-                "h200-e2e: building {} with worker-build --release",
+                "h200-runtimes: building {} with worker-build --release",
                 crate_dir.display()
             );
             let status = Command::new(&build.worker_build)

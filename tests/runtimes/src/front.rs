@@ -1,5 +1,5 @@
-//! Test-only: a loopback HTTP front that stands where the platform stands in front of a wasm
-//! runtime and does what that platform does with the client's address, so the runtime tests
+//! A loopback HTTP front that stands where the platform stands in front of a wasm
+//! runtime (in the tests and in `h200 dev --edge worker|spin`) and does what that platform does with the client's address, so the runtime tests
 //! measure the gateway's own code. Spin's HTTP trigger keeps the client's headers and appends
 //! `spin-client-addr: ADDRESS:PORT` after them; Cloudflare drops any `CF-Connecting-IP` the
 //! client sent and sets its own. `wasmtime serve` sets no address and Miniflare fills
@@ -7,8 +7,9 @@
 //! choose its own address.
 //!
 //! The address the front stamps is its view of the client: the connecting peer, or, so a test
-//! can play many clients from one machine, the value of the test-only [`PEER_HEADER`], which the
-//! front always strips; its value `none` stamps no address at all. Each forwarded request is
+//! can play many clients from one machine, the value of the test-only [`PEER_HEADER`] when the
+//! front was started with [`Peer::TestHeader`]. The front always strips that header; its value
+//! `none` stamps no address at all. `h200 dev` starts its front with [`Peer::Socket`]. Each forwarded request is
 //! sent with `connection: close` (and so is its answer), so every request's head passes through
 //! the front.
 
@@ -22,6 +23,15 @@ pub const PEER_HEADER: &str = "x-h200-test-peer";
 
 /// The largest request or response head the front reads.
 const MAX_HEAD: usize = 64 * 1024;
+
+/// Where the front takes the client's address from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The connecting socket's address, as the platform does.
+    Socket,
+    /// The test-only [`PEER_HEADER`] when the request carries it, else the socket.
+    TestHeader,
+}
 
 /// What the platform in front of the runtime does with the client's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +50,25 @@ pub struct Front {
 }
 
 impl Front {
-    /// Starts a front on an ephemeral port that forwards to `upstream` (`http://HOST:PORT`).
+    /// Starts a front on an ephemeral port that forwards to `upstream` (`http://HOST:PORT`) and
+    /// takes the client's address from [`PEER_HEADER`] when a request carries it.
     pub fn start(upstream: &str, platform: Platform) -> Front {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the front");
+        Front::serve(listener, upstream, platform, Peer::TestHeader)
+    }
+
+    /// Serves the front on `listener`, forwarding to `upstream` (`http://HOST:PORT`).
+    pub fn serve(
+        listener: std::net::TcpListener,
+        upstream: &str,
+        platform: Platform,
+        peer_from: Peer,
+    ) -> Front {
         let upstream = upstream
             .strip_prefix("http://")
             .unwrap_or(upstream)
             .trim_end_matches('/')
             .to_owned();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the front");
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
@@ -70,8 +91,10 @@ impl Front {
                         };
                         let upstream = upstream.clone();
                         tokio::spawn(async move {
-                            if let Err(error) = relay(client, peer, &upstream, platform).await {
-                                eprintln!("h200-e2e front: {error}");
+                            if let Err(error) =
+                                relay(client, peer, &upstream, platform, peer_from).await
+                            {
+                                eprintln!("h200 front: {error}");
                             }
                         });
                     }
@@ -143,12 +166,20 @@ fn split_head(head: &str) -> (&str, Vec<(&str, &str)>) {
 }
 
 /// The request head as the platform would pass it on, for a client at `peer`.
-fn platform_request_head(head: &str, peer: SocketAddr, platform: Platform) -> String {
+fn platform_request_head(
+    head: &str,
+    peer: SocketAddr,
+    platform: Platform,
+    peer_from: Peer,
+) -> String {
     let (start, fields) = split_head(head);
     let mut address = Some(peer.ip());
     let mut out = format!("{start}\r\n");
     for (name, value) in fields {
         if name.eq_ignore_ascii_case(PEER_HEADER) {
+            if peer_from == Peer::Socket {
+                continue;
+            }
             address = if value.eq_ignore_ascii_case("none") {
                 None
             } else {
@@ -198,6 +229,7 @@ async fn relay(
     peer: SocketAddr,
     upstream: &str,
     platform: Platform,
+    peer_from: Peer,
 ) -> std::io::Result<()> {
     let Some((head, body_start)) = read_head(&mut client).await? else {
         return Ok(());
@@ -207,7 +239,7 @@ async fn relay(
         return Ok(());
     };
     server
-        .write_all(platform_request_head(&head, peer, platform).as_bytes())
+        .write_all(platform_request_head(&head, peer, platform, peer_from).as_bytes())
         .await?;
     server.write_all(&body_start).await?;
     let (mut client_in, mut client_out) = client.into_split();
@@ -245,7 +277,7 @@ mod tests {
     #[test]
     fn spin_appends_its_address_after_the_clients_own() {
         let head = "POST /auth/login HTTP/1.1\r\nspin-client-addr: 203.0.113.9:1\r\nx-h200-test-peer: 198.51.100.7\r\nconnection: keep-alive";
-        let out = platform_request_head(head, peer(), Platform::Spin);
+        let out = platform_request_head(head, peer(), Platform::Spin, Peer::TestHeader);
         assert_eq!(
             out,
             "POST /auth/login HTTP/1.1\r\nspin-client-addr: 203.0.113.9:1\r\nconnection: close\r\nspin-client-addr: 198.51.100.7:40000\r\n\r\n"
@@ -255,7 +287,7 @@ mod tests {
     #[test]
     fn cloudflare_overwrites_the_clients_address() {
         let head = "GET /health HTTP/1.1\r\nCF-Connecting-IP: 203.0.113.9";
-        let out = platform_request_head(head, peer(), Platform::Cloudflare);
+        let out = platform_request_head(head, peer(), Platform::Cloudflare, Peer::TestHeader);
         assert_eq!(
             out,
             "GET /health HTTP/1.1\r\nconnection: close\r\ncf-connecting-ip: 127.0.0.1\r\n\r\n"
@@ -265,7 +297,17 @@ mod tests {
     #[test]
     fn none_stamps_no_address() {
         let head = "GET /health HTTP/1.1\r\nx-h200-test-peer: none";
-        let out = platform_request_head(head, peer(), Platform::Spin);
+        let out = platform_request_head(head, peer(), Platform::Spin, Peer::TestHeader);
         assert!(!out.contains("spin-client-addr"), "{out}");
+    }
+
+    #[test]
+    fn a_socket_front_ignores_the_test_header() {
+        let head = "GET /health HTTP/1.1\r\nx-h200-test-peer: none";
+        let out = platform_request_head(head, peer(), Platform::Spin, Peer::Socket);
+        assert_eq!(
+            out,
+            "GET /health HTTP/1.1\r\nconnection: close\r\nspin-client-addr: 127.0.0.1:40000\r\n\r\n"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::harness::workspace_root;
+use crate::process::workspace_root;
 
 /// `worker-build`, which bundles the Worker: the same version as the `worker` crate it builds.
 pub const WORKER_BUILD_VERSION: &str = "0.8.7";
@@ -36,11 +36,11 @@ fn home() -> PathBuf {
 
 /// Stops the test with a message that says what is missing and what to do.
 fn fail(message: impl std::fmt::Display) -> ! {
-    panic!("h200-e2e: {message}")
+    panic!("h200-runtimes: {message}")
 }
 
 fn note(message: impl std::fmt::Display) {
-    eprintln!("h200-e2e: {message}");
+    eprintln!("h200-runtimes: {message}");
 }
 
 /// Runs `f` holding the tools folder's lock.
