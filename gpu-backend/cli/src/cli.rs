@@ -66,6 +66,9 @@ pub enum Command {
         /// Read points from this file instead of standard input.
         #[arg(long, env = "H200_NCS_INPUT")]
         input: Option<std::path::PathBuf>,
+        /// Where batched mode computes its products.
+        #[arg(long, env = "H200_DEVICE", value_enum, default_value = "auto")]
+        device: DeviceChoice,
     },
     /// Measure parts of the system.
     #[command(subcommand)]
@@ -113,6 +116,20 @@ pub struct KernelArgs {
     /// absent.
     #[arg(long, env = "H200_MUG_MODEL")]
     pub mug_model: Option<PathBuf>,
+    /// Where the kernels compute.
+    #[arg(long, env = "H200_DEVICE", value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+/// `--device`: where the candle kernels compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    /// The first CUDA GPU when this build has `cuda` and one answers (a warning says why when
+    /// it does not), else the CPU.
+    Auto,
+    Cpu,
+    /// The first CUDA GPU; refuses to start without one.
+    Cuda,
 }
 
 /// `h200 ncs --mode`.
@@ -155,6 +172,69 @@ pub enum BenchCommand {
         #[arg(long, env = "H200_BENCH_WARMUP", default_value_t = 2_000)]
         warmup: usize,
     },
+    /// NCS kernels: exact mode on the CPU against batched mode on the CPU and on `--device`,
+    /// points/s per dimension and cluster count, one stream and many at once, with the adjusted
+    /// Rand index of each batched run against exact mode.
+    Ncs(BenchNcsArgs),
+    /// Queued `analysis` and `ncs` jobs drained by an `h200 worker` process: enqueues them,
+    /// starts the worker, and prints jobs/s per kind and the device the worker reported.
+    Worker(BenchWorkerArgs),
+}
+
+/// `h200 bench ncs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchNcsArgs {
+    /// Where batched mode runs besides the CPU (`auto`: CUDA when present).
+    #[arg(long, env = "H200_DEVICE", value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Dimensions to measure.
+    #[arg(long, value_delimiter = ',', default_value = "16,128,1000")]
+    pub dims: Vec<usize>,
+    /// True clusters of each stream's Gaussian mixture.
+    #[arg(long, value_delimiter = ',', default_value = "8,30")]
+    pub clusters: Vec<usize>,
+    /// Points per measured stream.
+    #[arg(long, default_value_t = 40_000)]
+    pub points: usize,
+    /// Points per matrix product of batched mode.
+    #[arg(long, value_delimiter = ',', default_value = "256,4096")]
+    pub chunks: Vec<usize>,
+    /// Streams run at once in the many-streams round (0 skips it); each gets `--points`
+    /// divided among them.
+    #[arg(long, default_value_t = 64)]
+    pub streams: usize,
+}
+
+/// `h200 bench worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchWorkerArgs {
+    /// Database to fill and drain (use a scratch one): `sqlite:…` or `postgres://…`.
+    #[arg(long, env = "H200_BENCH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: DatabaseUrl,
+    /// Image for the `analysis` jobs (JPEG, PNG or WebP).
+    #[arg(long)]
+    pub image: PathBuf,
+    /// `analysis` jobs to queue.
+    #[arg(long, default_value_t = 200)]
+    pub analyses: usize,
+    /// `ncs` jobs to queue, spread over `--streams` streams.
+    #[arg(long, default_value_t = 400)]
+    pub ncs_jobs: usize,
+    /// Points per `ncs` job.
+    #[arg(long, default_value_t = 1_000)]
+    pub points: usize,
+    /// Dimension of the points.
+    #[arg(long, default_value_t = 16)]
+    pub dim: usize,
+    /// Streams the `ncs` jobs belong to.
+    #[arg(long, default_value_t = 64)]
+    pub streams: usize,
+    /// Seconds to wait for the queue to drain before giving up.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+    /// Passed to the worker.
+    #[command(flatten)]
+    pub kernels: KernelArgs,
 }
 
 /// Arguments of `h200 detect`.
@@ -177,10 +257,16 @@ pub struct DetectArgs {
     /// Longer side of the network input (default: the model's own, 640 for COCO weights).
     #[arg(long, env = "H200_MUG_IMAGE_SIZE")]
     pub image_size: Option<u32>,
-    /// Also time N more analyses of the image (decode included) and print images/s on
-    /// standard error, with the device.
+    /// Also time N more analyses of the image (decode included, after a warm-up) and print
+    /// images/s and p50/p95 ms on standard error, with the device.
     #[arg(long, value_name = "N")]
     pub bench: Option<usize>,
+    /// With `--bench`: images per forward pass (copies of the image analysed as one batch).
+    #[arg(long, default_value_t = 1, requires = "bench")]
+    pub batch: usize,
+    /// Where the detector runs.
+    #[arg(long, env = "H200_DEVICE", value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
 }
 
 /// Arguments of `h200 train-detector`.

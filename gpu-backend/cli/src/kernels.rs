@@ -7,16 +7,23 @@ use gpu_backend::queue::noop::EchoKernel;
 
 use crate::cli::{KernelArgs, NcsMode};
 
-/// Every kernel this build has: `echo`, `ncs` in the chosen mode (batched mode on the first CUDA
-/// device when built with `cuda` and one is present, else the CPU) and `analysis` with the
-/// chosen weights (loaded on first use).
-pub fn all(args: &KernelArgs) -> Kernels {
-    let device = candle_core::Device::cuda_if_available(0).unwrap_or(candle_core::Device::Cpu);
-    vec![
+/// Every kernel this build has: `echo`, `ncs` in the chosen mode and `analysis` with the chosen
+/// weights (loaded on first use), both on the device `--device` names (see
+/// [`crate::device::choose`]; `cuda` without a usable GPU is an error).
+pub fn all(args: &KernelArgs) -> anyhow::Result<Kernels> {
+    let device = crate::device::choose(args.device)?;
+    tracing::info!(device = %kernel::device_name(&device), "kernels");
+    Ok(vec![
         Arc::new(EchoKernel),
-        Arc::new(ncs::kernel::NcsKernel::new(ncs_mode(args.ncs_mode), device)),
-        Arc::new(mug::kernel::AnalysisKernel::new(args.mug_model.clone())),
-    ]
+        Arc::new(ncs::kernel::NcsKernel::new(
+            ncs_mode(args.ncs_mode),
+            device.clone(),
+        )),
+        Arc::new(mug::kernel::AnalysisKernel::on_device(
+            args.mug_model.clone(),
+            device,
+        )),
+    ])
 }
 
 /// The NCS mode a flag names.

@@ -5,10 +5,12 @@
 //! - [`cli`]: the arguments of every command.
 //! - [`command`]: one file per command.
 //! - [`kernels`]: the kernels a worker runs, chosen by flags.
+//! - [`device`]: where the candle kernels compute (`--device`).
 //! - [`logging`]: the log format.
 
 mod cli;
 mod command;
+mod device;
 mod kernels;
 mod logging;
 

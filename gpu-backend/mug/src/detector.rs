@@ -77,13 +77,23 @@ pub fn default_device() -> Device {
 impl Detector {
     /// The shipped mug detector, on [`default_device`].
     pub fn shipped() -> Result<Detector, MugError> {
-        Detector::from_safetensors(SHIPPED_WEIGHTS, &default_device())
+        Detector::shipped_on(&default_device())
+    }
+
+    /// The shipped mug detector, on `device`.
+    pub fn shipped_on(device: &Device) -> Result<Detector, MugError> {
+        Detector::from_safetensors(SHIPPED_WEIGHTS, device)
     }
 
     /// Loads YOLOv8 weights from a safetensors file (the candle naming), on [`default_device`].
     pub fn from_file(path: &std::path::Path) -> Result<Detector, MugError> {
+        Detector::from_file_on(path, &default_device())
+    }
+
+    /// Loads YOLOv8 weights from a safetensors file (the candle naming), on `device`.
+    pub fn from_file_on(path: &std::path::Path, device: &Device) -> Result<Detector, MugError> {
         let bytes = std::fs::read(path)?;
-        Detector::from_safetensors(&bytes, &default_device())
+        Detector::from_safetensors(&bytes, device)
     }
 
     /// Loads YOLOv8 weights from safetensors bytes. The variant and class count are read from

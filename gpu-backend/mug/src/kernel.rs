@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
+use candle_core::Device;
 use serde_json::{Value, json};
 use shared::body::rules::ActionKind;
 
@@ -32,6 +33,8 @@ pub const MAX_BATCH: usize = 8;
 pub struct AnalysisKernel {
     /// YOLOv8 weights in safetensors; the shipped mug detector when `None`.
     model: Option<PathBuf>,
+    /// Where the detector runs; [`default_device`] when `None`.
+    device: Option<Device>,
     /// The loaded detector, or why it did not load; filled once.
     detector: Arc<OnceLock<Result<Arc<Detector>, String>>>,
 }
@@ -41,7 +44,17 @@ impl AnalysisKernel {
     pub fn new(model: Option<PathBuf>) -> AnalysisKernel {
         AnalysisKernel {
             model,
+            device: None,
             detector: Arc::default(),
+        }
+    }
+
+    /// A kernel that loads the weights at `model` (the shipped detector when `None`) on
+    /// `device`.
+    pub fn on_device(model: Option<PathBuf>, device: Device) -> AnalysisKernel {
+        AnalysisKernel {
+            device: Some(device),
+            ..AnalysisKernel::new(model)
         }
     }
 
@@ -51,6 +64,7 @@ impl AnalysisKernel {
         let _ = loaded.set(Ok(Arc::new(detector)));
         AnalysisKernel {
             model: None,
+            device: None,
             detector: Arc::new(loaded),
         }
     }
@@ -58,12 +72,12 @@ impl AnalysisKernel {
     fn detector(&self) -> Result<Arc<Detector>, KernelError> {
         self.detector
             .get_or_init(|| {
+                let device = self.device.clone().unwrap_or_else(default_device);
                 let loaded = match &self.model {
-                    Some(path) => Detector::from_file(path)
+                    Some(path) => Detector::from_file_on(path, &device)
                         .map_err(|e| format!("loading the model {}: {e}", path.display())),
-                    None => {
-                        Detector::shipped().map_err(|e| format!("loading the shipped model: {e}"))
-                    }
+                    None => Detector::shipped_on(&device)
+                        .map_err(|e| format!("loading the shipped model: {e}")),
                 };
                 loaded.map(Arc::new)
             })
@@ -141,7 +155,7 @@ impl Kernel for AnalysisKernel {
     fn device(&self) -> String {
         match self.detector() {
             Ok(detector) => device_name(detector.device()),
-            Err(_) => device_name(&default_device()),
+            Err(_) => device_name(&self.device.clone().unwrap_or_else(default_device)),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::cli::BackendArgs;
 
 /// Serves until Ctrl-C or SIGTERM.
 pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
-    let backend = Backend::prepare(&config(&args)?, crate::kernels::all(&args.kernels)).await?;
+    let backend = Backend::prepare(&config(&args)?, crate::kernels::all(&args.kernels)?).await?;
     backend.serve(shutdown_signal()).await
 }
 

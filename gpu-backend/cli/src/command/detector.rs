@@ -17,10 +17,11 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<()> {
     {
         bail!("--calibration-mm-per-pixel must be above 0 and at most 100");
     }
+    let device = crate::device::choose(args.device)?;
     let detector = match &args.model {
-        Some(path) => Detector::from_file(path)
+        Some(path) => Detector::from_file_on(path, &device)
             .with_context(|| format!("loading the model {}", path.display()))?,
-        None => Detector::shipped().context("loading the shipped mug detector")?,
+        None => Detector::shipped_on(&device).context("loading the shipped mug detector")?,
     };
     let bytes =
         std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
@@ -38,19 +39,59 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<()> {
         .with_context(|| format!("analysing {}", args.image.display()))?;
     println!("{}", serde_json::to_string_pretty(&analysis)?);
     if let Some(runs) = args.bench.filter(|&n| n > 0) {
-        let started = std::time::Instant::now();
-        for _ in 0..runs {
-            detector.analyze(&bytes, None, &options)?;
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let device = kernel::device_name(detector.device());
-        eprintln!(
-            "{runs} analyses at {} px on {device}: {:.2} images/s ({:.1} ms/image)",
-            args.image_size.unwrap_or(detector.input_size()),
-            runs as f64 / seconds,
-            seconds * 1000.0 / runs as f64
-        );
+        bench(&detector, &bytes, &options, runs, args.batch.max(1))?;
     }
+    Ok(())
+}
+
+/// Times `runs` forward passes of `batch` copies of the image (decode included) after a warm-up
+/// of three, and prints images/s and the p50/p95 milliseconds per pass on standard error.
+fn bench(
+    detector: &mug::Detector,
+    bytes: &[u8],
+    options: &mug::AnalyzeOptions,
+    runs: usize,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let uploads: Vec<mug::Upload<'_>> = (0..batch)
+        .map(|_| mug::Upload {
+            bytes,
+            declared_type: None,
+            options,
+        })
+        .collect();
+    let pass = || -> anyhow::Result<()> {
+        if batch == 1 {
+            detector.analyze(bytes, None, options)?;
+        } else {
+            for outcome in detector.analyze_batch(&uploads) {
+                outcome?;
+            }
+        }
+        Ok(())
+    };
+    for _ in 0..3 {
+        pass()?;
+    }
+    let mut millis = Vec::with_capacity(runs);
+    let started = std::time::Instant::now();
+    for _ in 0..runs {
+        let one = std::time::Instant::now();
+        pass()?;
+        millis.push(one.elapsed().as_secs_f64() * 1000.0);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    millis.sort_by(f64::total_cmp);
+    let percentile = |p: f64| millis[((millis.len() - 1) as f64 * p).round() as usize];
+    eprintln!(
+        "{runs} passes of {batch} image(s) at {} px on {}: {:.2} images/s, per pass p50 {:.1} ms, \
+         p95 {:.1} ms",
+        options.input_size.unwrap_or(detector.input_size()),
+        kernel::device_name(detector.device()),
+        (runs * batch) as f64 / seconds,
+        percentile(0.5),
+        percentile(0.95),
+    );
     Ok(())
 }
 

@@ -65,7 +65,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.routes = super::backend::route_policy(args.route_policy.as_deref())?;
     config.roles = super::backend::roles(args.roles.as_deref())?;
     config.workers = args.workers;
-    let backend = Backend::prepare(&config, crate::kernels::all(&args.kernels)).await?;
+    let backend = Backend::prepare(&config, crate::kernels::all(&args.kernels)?).await?;
     let backend_addr = backend.local_addr();
     ensure_admin(&backend.state.store, args.admin_password.as_deref()).await?;
     let mut edge_args = EdgeArgs::local(

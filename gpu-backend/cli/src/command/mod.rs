@@ -4,7 +4,9 @@ pub mod apikey;
 pub mod audit;
 pub mod backend;
 pub mod bench;
+pub mod bench_ncs;
 pub mod bench_queue;
+pub mod bench_worker;
 pub mod detector;
 pub mod dev;
 pub mod edge;
@@ -30,7 +32,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Worker(args) => worker::run(args).await,
-        Command::Ncs { mode, input } => ncs::run(mode, input),
+        Command::Ncs {
+            mode,
+            input,
+            device,
+        } => ncs::run(mode, input, device),
         Command::Bench(BenchCommand::Queue {
             database_url,
             jobs,
@@ -58,6 +64,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             bench::edge(bench).await
         }
+        Command::Bench(BenchCommand::Ncs(args)) => bench_ncs::run(&args),
+        Command::Bench(BenchCommand::Worker(args)) => bench_worker::run(&args).await,
         Command::Edge(args) => edge::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Detect(args) => detector::detect(&args),

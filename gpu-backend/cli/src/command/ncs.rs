@@ -2,12 +2,16 @@
 
 use anyhow::Context;
 
-use crate::cli::NcsMode;
+use crate::cli::{DeviceChoice, NcsMode};
 
 /// Clusters the points of the input, one JSON answer per line.
-pub fn run(mode: NcsMode, input: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+pub fn run(
+    mode: NcsMode,
+    input: Option<std::path::PathBuf>,
+    device: DeviceChoice,
+) -> anyhow::Result<()> {
     let mode = crate::kernels::ncs_mode(mode);
-    let device = candle_core::Device::cuda_if_available(0).unwrap_or(candle_core::Device::Cpu);
+    let device = crate::device::choose(device)?;
     let stdout = std::io::stdout().lock();
     let stats = match input {
         Some(path) => {
@@ -18,12 +22,12 @@ pub fn run(mode: NcsMode, input: Option<std::path::PathBuf>) -> anyhow::Result<(
         None => ncs::run_jsonl(mode, std::io::stdin().lock(), stdout, &device)?,
     };
     eprintln!(
-        "{} points in {:.3} s: {:.0} points/s ({:?} mode, {:?})",
+        "{} points in {:.3} s: {:.0} points/s ({:?} mode, {})",
         stats.points,
         stats.seconds,
         stats.points as f64 / stats.seconds.max(1e-9),
         mode,
-        device
+        kernel::device_name(&device)
     );
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::cli::WorkerArgs;
 /// Registers, works until Ctrl-C, SIGTERM or a drain request, then deregisters.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let store = open_store(&args.store).await?;
-    let available = crate::kernels::all(&args.kernels);
+    let available = crate::kernels::all(&args.kernels)?;
     let kernels: Vec<_> = if args.kinds.is_empty() {
         available
     } else {
