@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::EdgeServer;
 use crate::audit::DEFAULT_AUDIT_BUFFER;
+use crate::state::{DEFAULT_STATE_PREFIX, StateTarget};
+use crate::tls::{BackendTlsArgs, TlsArgs};
+use crate::{EdgeServer, HttpUpstream};
 use anyhow::{Context, bail};
 use edge::EdgeConfig;
 use edge::config::WebhookConfig;
@@ -72,6 +74,17 @@ pub struct EdgeArgs {
     /// Audit events buffered before new ones are dropped (and counted).
     #[arg(long, env = "H200_AUDIT_BUFFER", default_value_t = DEFAULT_AUDIT_BUFFER)]
     pub audit_buffer: usize,
+    /// Where rate limits, the deny-list, blocks, counters and the API-key cache live: `memory`
+    /// (this process) or `redis://host:port[/db]`, shared by every edge that names it.
+    #[arg(long, env = "H200_STATE_URL", hide_env_values = true)]
+    pub state_url: Option<String>,
+    /// Prefix of the keys this edge writes to a shared state store.
+    #[arg(long, env = "H200_STATE_PREFIX", default_value = DEFAULT_STATE_PREFIX)]
+    pub state_prefix: String,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub backend_tls: BackendTlsArgs,
 }
 
 impl std::fmt::Debug for EdgeArgs {
@@ -108,6 +121,10 @@ impl EdgeArgs {
             block_duration_secs: 3600,
             rate_block_duration_secs: 7200,
             audit_buffer: DEFAULT_AUDIT_BUFFER,
+            state_url: None,
+            state_prefix: DEFAULT_STATE_PREFIX.into(),
+            tls: TlsArgs::default(),
+            backend_tls: BackendTlsArgs::default(),
         }
     }
 
@@ -142,9 +159,25 @@ impl EdgeArgs {
 
     /// Binds the edge.
     pub async fn bind(&self) -> anyhow::Result<EdgeServer> {
-        EdgeServer::bind(self.config()?, self.addr, self.audit_buffer)
+        let target = StateTarget::parse(self.state_url.as_deref(), &self.state_prefix)
+            .map_err(|e| anyhow::anyhow!("--state-url: {e}"))?;
+        let (rates, state) = target
+            .open()
             .await
-            .context("starting the edge")
+            .context("opening the edge state (--state-url)")?;
+        let config = self.config()?;
+        let upstream = HttpUpstream::with_tls(&config.backend_url, &self.backend_tls)
+            .context("the client to the backend")?;
+        let edge = EdgeServer::bind_with_state(
+            config,
+            self.addr,
+            self.audit_buffer,
+            (rates, state),
+            upstream,
+        )
+        .await
+        .context("starting the edge")?;
+        Ok(edge.with_tls(self.tls.clone()))
     }
 }
 

@@ -11,6 +11,9 @@
 pub mod args;
 pub mod audit;
 pub mod bench;
+pub mod redis_state;
+pub mod state;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,10 +24,10 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use http_body_util::BodyExt;
 
 use edge::config::EdgeConfig;
-use edge::memory::{MemoryRateStore, MemoryState};
 use edge::message::{EdgeRequest, EdgeResponse};
 use edge::pipeline::Pipeline;
 use edge::ports::{
@@ -32,12 +35,13 @@ use edge::ports::{
     UpstreamResponse,
 };
 use edge::upkeep::Upkeep;
+use state::{NativeRates, NativeState};
 
 /// How long the backend may take to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The pipeline as the native server runs it.
-pub type NativePipeline = Pipeline<MemoryRateStore, MemoryState, HttpUpstream>;
+pub type NativePipeline = Pipeline<NativeRates, NativeState, HttpUpstream>;
 
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,8 +79,18 @@ pub struct HttpUpstream {
 impl HttpUpstream {
     /// An upstream for `base_url` (e.g. `http://127.0.0.1:8081`).
     pub fn new(base_url: &str) -> Result<Self, NativeError> {
-        let client = reqwest::Client::builder()
-            .timeout(UPSTREAM_TIMEOUT)
+        HttpUpstream::with_tls(base_url, &tls::BackendTlsArgs::default())
+    }
+
+    /// An upstream for `base_url` that also trusts the CA and presents the client certificate
+    /// of `tls` (an `https://` backend, mutual TLS).
+    pub fn with_tls(base_url: &str, tls: &tls::BackendTlsArgs) -> Result<Self, NativeError> {
+        let builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(UPSTREAM_TIMEOUT);
+        let client = tls
+            .apply(builder)
+            .map_err(|e| NativeError::Client(e.to_string()))?
             .build()
             .map_err(|e| NativeError::Client(e.to_string()))?;
         Ok(HttpUpstream {
@@ -141,6 +155,10 @@ pub enum NativeError {
     },
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    #[error("opening the edge state: {0}")]
+    State(String),
+    #[error("setting up TLS: {0}")]
+    Tls(String),
 }
 
 /// An axum request body read frame by frame.
@@ -167,6 +185,8 @@ pub struct EdgeServer {
     pipeline: Arc<NativePipeline>,
     listener: tokio::net::TcpListener,
     fanout: audit::AuditFanout,
+    /// HTTPS settings; plain HTTP without a certificate.
+    tls: tls::TlsArgs,
 }
 
 impl EdgeServer {
@@ -176,7 +196,23 @@ impl EdgeServer {
         addr: SocketAddr,
         audit_buffer: usize,
     ) -> Result<EdgeServer, NativeError> {
+        let (rates, state) = state::StateTarget::Memory
+            .open()
+            .await
+            .map_err(|e| NativeError::State(e.to_string()))?;
         let upstream = HttpUpstream::new(&config.backend_url)?;
+        EdgeServer::bind_with_state(config, addr, audit_buffer, (rates, state), upstream).await
+    }
+
+    /// Builds the pipeline for `config` over the given state stores and backend client, and
+    /// binds `addr`.
+    pub async fn bind_with_state(
+        config: EdgeConfig,
+        addr: SocketAddr,
+        audit_buffer: usize,
+        (rates, state): (NativeRates, NativeState),
+        upstream: HttpUpstream,
+    ) -> Result<EdgeServer, NativeError> {
         let (sink, fanout) = audit::channel(
             audit_buffer,
             upstream.clone(),
@@ -185,8 +221,8 @@ impl EdgeServer {
         );
         let pipeline = Arc::new(Pipeline::new(
             config,
-            MemoryRateStore::default(),
-            MemoryState::default(),
+            rates,
+            state,
             upstream,
             Box::new(SystemClock),
             Box::new(OsEntropy),
@@ -199,7 +235,14 @@ impl EdgeServer {
             pipeline,
             listener,
             fanout,
+            tls: tls::TlsArgs::default(),
         })
+    }
+
+    /// Serves HTTPS with these settings (plain HTTP when they name no certificate).
+    pub fn with_tls(mut self, tls: tls::TlsArgs) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Where it listens.
@@ -217,18 +260,36 @@ impl EdgeServer {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), NativeError> {
+        let local_addr = self.listener.local_addr().ok();
+        let https_port = local_addr.map_or(443, |a| a.port());
+        let listening = self
+            .tls
+            .listener(self.listener)
+            .map_err(|e| NativeError::Tls(e.to_string()))?;
         let fanout = tokio::spawn(self.fanout.run());
         let upkeep = tokio::spawn(upkeep(self.pipeline.clone()));
-        if let Ok(addr) = self.listener.local_addr() {
-            tracing::info!(%addr, backend = %self.pipeline.config().backend_url, "edge listening");
+        tracing::info!(
+            addr = %local_addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], https_port))),
+            backend = %self.pipeline.config().backend_url,
+            tls = self.tls.enabled(),
+            "edge listening"
+        );
+        let app = router(self.pipeline).into_make_service_with_connect_info::<SocketAddr>();
+        let served = match listening {
+            tls::Listening::Tls(listener) => {
+                if let Err(error) = self.tls.spawn_redirect(https_port).await {
+                    tracing::error!(%error, "the HTTP redirect listener did not start");
+                }
+                axum::serve(listener.tap_io(|_| {}), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            tls::Listening::Plain(listener) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
         }
-        let app = router(self.pipeline);
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
         .map_err(NativeError::Serve);
         upkeep.abort();
         // The pipeline (and with it the channel's sender) is gone: the fan-out drains and ends.
