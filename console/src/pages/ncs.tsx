@@ -237,11 +237,20 @@ export function NcsPage({ principal }: { principal: Principal }) {
   const feed = useRef<PointFeed>(httpFeed);
 
   const streams = useLoad(() => call<{ streams: { stream: string; jobs_saved: number }[] }>("GET", "/api/v1/streams"), [tick]);
+  // A stream exists once it has taken points: only then are its summary and status asked for.
+  const known = assignments.length > 0 || (streams.data?.streams ?? []).some((s) => s.stream === stream);
   const summary = useLoad(
-    () => call<{ clusters_info: ClusterInfo[] }>("GET", "/api/v1/clusters_summary", { query: { stream } }),
-    [stream, tick],
+    async () =>
+      known
+        ? call<{ clusters_info: ClusterInfo[] }>("GET", "/api/v1/clusters_summary", { query: { stream } })
+        : { clusters_info: [] },
+    [stream, tick, known],
   );
-  const status = useLoad(() => call<AlgorithmStatus>("GET", "/api/v1/algorithm_status", { query: { stream } }), [stream, tick]);
+  const status = useLoad(
+    async (): Promise<AlgorithmStatus> =>
+      known ? call<AlgorithmStatus>("GET", "/api/v1/algorithm_status", { query: { stream } }) : {},
+    [stream, tick, known],
+  );
   useEffect(() => {
     const timer = window.setInterval(() => setTick((t) => t + 1), 5000);
     return () => window.clearInterval(timer);
