@@ -82,7 +82,7 @@ if [[ " $SECTIONS " == *" worker "* ]]; then
   for device in cuda cpu; do
     if [ "$device" = cuda ]; then mode=batched; else mode=exact; fi
     echo "-- --device $device --ncs-mode $mode"
-    timeout 300 "$H200" bench worker --database-url "sqlite://$WORK/queue-$device.db?mode=rwc" \
+    timeout 240 "$H200" bench worker --database-url "sqlite://$WORK/queue-$device.db?mode=rwc" \
       --image "$PHOTO" --analyses "$(reps 400 100)" --ncs-jobs "$(reps 400 100)" \
       --points 1000 --dim 16 --streams 64 --device "$device" --ncs-mode "$mode"
   done

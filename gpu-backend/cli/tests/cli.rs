@@ -146,4 +146,26 @@ fn h200_bench_worker_drains_the_queue() {
         "{stdout}"
     );
     assert!(stdout.contains("cpu (done 9, failed 0)"), "{stdout}");
+    if !cfg!(feature = "cuda") {
+        // A worker that cannot start on the device asked for fails the bench at once.
+        let dir = std::env::temp_dir().join(format!("h200-bench-nocuda-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("queue.db").display());
+        let refused = std::process::Command::new(env!("CARGO_BIN_EXE_h200"))
+            .args([
+                "bench",
+                "worker",
+                "--database-url",
+                &url,
+                "--image",
+                EXAMPLE_IMAGE,
+            ])
+            .args(["--device", "cuda", "--timeout-secs", "600"])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("exited before registering"), "{stderr}");
+    }
 }

@@ -48,7 +48,10 @@ pub async fn run(args: &BenchWorkerArgs) -> anyhow::Result<()> {
         command.arg("--mug-model").arg(model);
     }
     let mut worker = command.spawn().context("starting h200 worker")?;
-    let outcome = measure(&store, args, &image, &name).await;
+    let outcome = match registered(&store, &name, &mut worker, args).await {
+        Ok(()) => measure(&store, args, &image, &name).await,
+        Err(e) => Err(e),
+    };
     // Ask the worker to stop the way an operator would; kill it only if it does not.
     let stopped = drain(&store, &name).await;
     if stopped.is_err() || !wait_exit(&mut worker, Duration::from_secs(10)).await {
@@ -67,28 +70,6 @@ async fn measure(
     name: &str,
 ) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs);
-    let started = Instant::now();
-    let worker = loop {
-        if let Some(worker) = store
-            .list_workers(0)
-            .await?
-            .into_iter()
-            .find(|w| w.name == name)
-        {
-            break worker;
-        }
-        if started.elapsed() > timeout {
-            bail!("the worker did not register within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    println!(
-        "worker {} registered after {:.2} s on {} (kinds {})",
-        worker.name,
-        started.elapsed().as_secs_f64(),
-        worker.device,
-        worker.kinds.join(",")
-    );
     let mut done = 0;
     if args.analyses > 0 {
         let jobs = analysis_jobs(image, args.analyses)?;
@@ -136,6 +117,42 @@ async fn measure(
         last.device, last.jobs_done, last.jobs_failed
     );
     Ok(())
+}
+
+/// Waits until the worker has registered and prints where it runs; fails at once if the
+/// process exits first (a `--device cuda` without a GPU, say).
+async fn registered(
+    store: &Store,
+    name: &str,
+    child: &mut std::process::Child,
+    args: &BenchWorkerArgs,
+) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let started = Instant::now();
+    loop {
+        if let Some(worker) = store
+            .list_workers(0)
+            .await?
+            .into_iter()
+            .find(|w| w.name == name)
+        {
+            println!(
+                "worker {} registered after {:.2} s on {} (kinds {})",
+                worker.name,
+                started.elapsed().as_secs_f64(),
+                worker.device,
+                worker.kinds.join(",")
+            );
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("h200 worker exited before registering ({status})");
+        }
+        if started.elapsed() > timeout {
+            bail!("the worker did not register within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Enqueues `jobs` and waits until the store holds `before + jobs.len()` final jobs: seconds to
