@@ -73,22 +73,23 @@ function generator(seed: number) {
   return { next, gauss };
 }
 
-/** Three Gaussian blobs in 4 dimensions plus a few far outliers, shuffled. */
+/** Three Gaussian blobs in 4 dimensions, each along its own axis (NCS groups points by
+ * direction: cosine similarity), plus a scattered point in every 50, in a fixed order. */
 export function demoMixture(count: number, seed = 7): number[][] {
   const random = generator(seed);
   const centres = [
-    [0, 0, 0, 0],
-    [6, 6, 0, 1],
-    [-6, 5, 3, -2],
+    [5, 0, 0, 0],
+    [0, 5, 0, 0],
+    [0, 0, 5, 0],
   ];
   const points: number[][] = [];
   for (let i = 0; i < count; i++) {
     if (i % 50 === 49) {
-      points.push(centres[0].map(() => (random.next() < 0.5 ? -1 : 1) * (20 + 10 * random.next())));
+      points.push(centres[0].map(() => 5 * random.gauss()));
       continue;
     }
     const centre = centres[i % centres.length];
-    points.push(centre.map((c) => c + 0.6 * random.gauss()));
+    points.push(centre.map((c) => c + 0.3 * random.gauss()));
   }
   return points;
 }
