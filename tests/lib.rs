@@ -15,6 +15,7 @@ pub use h200_runtimes::{front, tools};
 
 /// Scenarios that live in files of their own.
 mod scenarios {
+    pub mod accounts;
     pub mod block_audit;
     pub mod client_address;
     pub mod erasure;
@@ -33,6 +34,7 @@ use serde_json::Value;
 use shared::permissions::{Permission, RoleSet};
 use shared::signing::{MessageSigningKey, SignableRequest, content_digest, sign_request};
 
+use scenarios::accounts::disabled_account_refused;
 use scenarios::block_audit::a_block_is_audited_once_with_its_tally;
 use scenarios::client_address::{
     concurrent_logins_hold_the_login_limit, forged_address_headers_do_not_escape_the_login_block,
@@ -199,6 +201,10 @@ pub fn scenarios() -> Vec<Scenario> {
         scenario!("mug analysis with rules", mug_analysis),
         scenario!(isolated "signing key revoked", key_revocation),
         scenario!("an erased account's tokens are refused", account_erasure),
+        scenario!(
+            "a disabled account's tokens are refused",
+            disabled_account_refused
+        ),
         scenario!(
             "forged address headers do not escape the failed-login block",
             forged_address_headers_do_not_escape_the_login_block

@@ -17,7 +17,7 @@ use crate::harness::h200;
 use crate::{Answer, Caller, Outcome, check};
 
 /// How long a revocation may take to reach every edge.
-const REVOCATION_HORIZON: Duration = Duration::from_secs(60);
+pub(crate) const REVOCATION_HORIZON: Duration = Duration::from_secs(60);
 const PASSWORD: &str = "Erased-Mug-2026!";
 
 pub async fn account_erasure(caller: &Caller) -> Outcome {
@@ -110,9 +110,18 @@ fn add_user(caller: &Caller, username: &str) -> Outcome {
 
 /// A login as `username` from a fresh address (so the login rate class never trips).
 async fn try_login(caller: &Caller, username: &str) -> Result<Answer, String> {
+    try_login_with(caller, username, PASSWORD).await
+}
+
+/// A login as `username` with `password` from a fresh address.
+pub(crate) async fn try_login_with(
+    caller: &Caller,
+    username: &str,
+    password: &str,
+) -> Result<Answer, String> {
     let n = caller.logins.fetch_add(1, Ordering::Relaxed);
     let ip = format!("10.{}.{}.{}", caller.index, n / 250, n % 250 + 1);
-    let body = json!({ "username": username, "password": PASSWORD });
+    let body = json!({ "username": username, "password": password });
     caller
         .send(
             caller
@@ -125,21 +134,30 @@ async fn try_login(caller: &Caller, username: &str) -> Result<Answer, String> {
 
 /// The token pair of a successful login as `username`.
 async fn login(caller: &Caller, username: &str) -> Result<Value, String> {
-    let answer = try_login(caller, username).await?;
+    login_with(caller, username, PASSWORD).await
+}
+
+/// The token pair of a successful login as `username` with `password`.
+pub(crate) async fn login_with(
+    caller: &Caller,
+    username: &str,
+    password: &str,
+) -> Result<Value, String> {
+    let answer = try_login_with(caller, username, password).await?;
     check(answer.status == StatusCode::OK, || {
         format!("login as {username}: {} {}", answer.status, answer.body)
     })?;
     Ok(answer.body)
 }
 
-fn access_token(pair: &Value) -> Result<&str, String> {
+pub(crate) fn access_token(pair: &Value) -> Result<&str, String> {
     pair["access_token"]
         .as_str()
         .ok_or_else(|| format!("no access_token in {pair}"))
 }
 
 /// `GET /api/v1/rules` (managers may) with `token`.
-async fn get_rules(caller: &Caller, token: &str) -> Result<Answer, String> {
+pub(crate) async fn get_rules(caller: &Caller, token: &str) -> Result<Answer, String> {
     caller
         .send(caller.edge(Method::GET, "/api/v1/rules").bearer_auth(token))
         .await
@@ -148,7 +166,7 @@ async fn get_rules(caller: &Caller, token: &str) -> Result<Answer, String> {
 /// Polls with `token` until it is refused `REVOKED_TOKEN`, failing after `deadline`. Meanwhile
 /// the token may still pass (the erasure has not reached this edge, nor the backend behind it);
 /// any other answer, a 5xx above all, fails at once.
-async fn refused_as_revoked(caller: &Caller, token: &str, deadline: Instant) -> Outcome {
+pub(crate) async fn refused_as_revoked(caller: &Caller, token: &str, deadline: Instant) -> Outcome {
     loop {
         let answer = get_rules(caller, token).await?;
         if answer.code() == "REVOKED_TOKEN" {
@@ -156,13 +174,13 @@ async fn refused_as_revoked(caller: &Caller, token: &str, deadline: Instant) -> 
         }
         check(answer.status == StatusCode::OK, || {
             format!(
-                "the other token after the erasure: {} {}",
+                "the other token after its account lost access: {} {}",
                 answer.status, answer.body
             )
         })?;
         check(Instant::now() < deadline, || {
             format!(
-                "the erased account's other token still answers {} {} {} s after the erasure",
+                "the account's other token still answers {} {} {} s after it lost access",
                 answer.status,
                 answer.body,
                 REVOCATION_HORIZON.as_secs()

@@ -13,7 +13,7 @@
 //! ([`EdgeState::check_block`]).
 
 use shared::ErrorCode;
-use shared::audit::AuditEventType;
+use shared::audit::{AuditEventType, Severity};
 use shared::route_policy::{Resolution, RoutePolicy};
 
 use super::Refusal;
@@ -71,14 +71,20 @@ impl<S: EdgeState> IntrusionWatch<'_, S> {
                 .count_event(&key, self.policy.tool_note_window_ms, now_ms)
                 .await
             {
+                // A tool is no attack (the README's own examples use curl): noted at `info`,
+                // so it pages no one.
                 let detail = format!("tool user agent {tool}");
-                self.emit(
+                let mut noted = event(
                     AuditEventType::SuspiciousActivity,
                     observed,
                     None,
+                    None,
                     &detail,
                     now_ms,
+                    self.entropy,
                 );
+                noted.severity = Severity::Info;
+                self.audit.emit(noted);
             }
         }
         Ok(())
@@ -333,6 +339,48 @@ mod tests {
         assert_eq!(find_attack("/api/v1/analysis", Some("wait=5")), None);
         assert_eq!(find_attack("/health", None), None);
         assert_eq!(find_attack("/a%zz", Some("%")), None);
+    }
+
+    #[test]
+    fn a_tool_agent_is_noted_once_at_info_and_an_attack_is_critical() {
+        use crate::memory::MemoryState;
+        use crate::testing::{CountingEntropy, RecordingAudit, block_on};
+        let (state, policy, routes) = (
+            MemoryState::default(),
+            IntrusionPolicy::default(),
+            RoutePolicy::default(),
+        );
+        let audit = std::sync::Arc::new(RecordingAudit::default());
+        let entropy = CountingEntropy::default();
+        let watch = IntrusionWatch {
+            state: &state,
+            policy: &policy,
+            routes: &routes,
+            audit: &audit,
+            entropy: &entropy,
+        };
+        let observed = Observed {
+            request_id: "r1",
+            ip: "203.0.113.9",
+            user_agent: Some("curl/8.5.0"),
+            method: "GET",
+            path: "/health",
+            principal: None,
+        };
+        for _ in 0..3 {
+            assert!(block_on(watch.check(&observed, None, 1_000)).is_ok());
+        }
+        let refused = block_on(watch.check(&observed, Some("q=1+UNION+SELECT+x"), 2_000));
+        assert!(refused.is_err());
+        let events = audit.0.lock().expect("test lock");
+        assert_eq!(events.len(), 1, "noted once per window: {events:?}");
+        assert_eq!(events[0].event_type, AuditEventType::SuspiciousActivity);
+        assert_eq!(events[0].severity, Severity::Info);
+        assert_eq!(
+            AuditEventType::SuspiciousActivity.severity(),
+            Severity::Critical,
+            "an attack pattern stays critical"
+        );
     }
 
     #[test]

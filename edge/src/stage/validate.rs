@@ -4,9 +4,10 @@
 
 use shared::ErrorCode;
 use shared::body::{
-    AnalysisFeedbackRequest, AnalysisUpload, ApiKeyCreateRequest, LoginRequest, LogoutRequest,
-    MfaVerifyRequest, NaturalLanguageRuleRequest, PasswordChangeRequest, ProcessPointsRequest,
-    RefreshRequest, RuleDefinition, RuleEvaluateRequest, RulePatch, parse_valid,
+    AccountPatch, AnalysisFeedbackRequest, AnalysisUpload, ApiKeyCreateRequest, LoginRequest,
+    LogoutRequest, MfaVerifyRequest, NaturalLanguageRuleRequest, PasswordChangeRequest,
+    ProcessPointsRequest, RefreshRequest, RuleDefinition, RuleEvaluateRequest, RulePatch,
+    UserCreateRequest, UserPatch, parse_valid,
 };
 use shared::route_policy::{ContentKind, Route};
 use shared::upload::BodyLimit;
@@ -106,6 +107,15 @@ pub fn check_body(
         }
         (Some(ContentKind::Json), "POST", "/auth/api-keys") => {
             parse_valid::<ApiKeyCreateRequest>(body).map(drop)
+        }
+        (Some(ContentKind::Json), "PATCH", "/api/v1/me") => {
+            parse_valid::<AccountPatch>(body).map(drop)
+        }
+        (Some(ContentKind::Json), "POST", "/api/v1/admin/users") => {
+            parse_valid::<UserCreateRequest>(body).map(drop)
+        }
+        (Some(ContentKind::Json), "PATCH", "/api/v1/admin/users/{id}") => {
+            parse_valid::<UserPatch>(body).map(drop)
         }
         (Some(ContentKind::Json), "POST", "/api/v1/rules") => {
             parse_valid::<RuleDefinition>(body).map(drop)

@@ -69,7 +69,7 @@ pub async fn erase_account(store: &Store, user_id: &str, policy: &TokenPolicy) -
 }
 
 /// The longest a token `policy` issues can be accepted after its issue, in milliseconds.
-fn token_lifetime_ms(policy: &TokenPolicy) -> i64 {
+pub fn token_lifetime_ms(policy: &TokenPolicy) -> i64 {
     let longest_secs = policy.refresh_ttl_secs.max(policy.access_ttl_secs) + policy.leeway_secs;
     i64::try_from(longest_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }

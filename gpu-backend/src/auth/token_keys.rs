@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
+use shared::audit::{AuditEvent, AuditEventType, AuditSource, Severity};
 use shared::revocation::{RevocationKind, RevokedTarget};
 use shared::token::TokenPolicy;
 
@@ -141,6 +142,19 @@ pub async fn revoke_signing_key(
         .revoke(&target, None, now_ms() + RETIRED_KEY_PUBLISH_MS)
         .await
         .context("recording the revocation")?;
+    // A compromised signing key is the gravest event the trail records: critical.
+    let mut event = AuditEvent::new(
+        AuditEventType::ConfigurationChange,
+        AuditSource::Backend,
+        now_ms() as u64,
+        crate::http::gate::random_tail(),
+    )
+    .with_detail(&format!("token signing key {kid} revoked"));
+    event.severity = Severity::Critical;
+    store
+        .append_audit(&[event])
+        .await
+        .context("recording the revocation in the audit trail")?;
     let mut report = vec![format!(
         "token signing key {kid} revoked: the backend refuses its tokens now, every edge within 60 s"
     )];

@@ -10,7 +10,7 @@ use shared::ErrorCode;
 use shared::audit::AuditEventType;
 
 use super::auth::audit;
-use super::error::{ApiError, ApiQuery, ApiResult, internal};
+use super::error::{ApiError, ApiQuery, ApiResult};
 use super::gate::Caller;
 use super::{SharedState, page};
 use crate::auth::revocation;
@@ -87,18 +87,10 @@ pub async fn users(
 ) -> ApiResult<Response> {
     let (limit, offset) = page(query.limit, query.offset, DEFAULT_PAGE, MAX_PAGE)?;
     let users = state.store.list_users(limit, offset).await?;
-    let users: Vec<_> = users
+    let users = users
         .iter()
-        .map(|u| {
-            json!({
-                "id": u.id,
-                "username": u.username,
-                "roles": u.roles,
-                "mfa_enabled": u.mfa_enabled,
-                "created_at_ms": u.created_at_ms,
-            })
-        })
-        .collect();
+        .map(|user| super::account::account_view(&state, user))
+        .collect::<ApiResult<Vec<_>>>()?;
     audit(
         &state,
         &caller,
@@ -118,18 +110,8 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
         .user_by_id(user_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
-    let email = match user.email_sealed.as_deref() {
-        Some(sealed) => Some(
-            String::from_utf8(
-                state
-                    .seal
-                    .open(&email_context(&user.id), sealed)
-                    .map_err(internal("opening a sealed email"))?,
-            )
-            .map_err(internal("reading an opened email as UTF-8"))?,
-        ),
-        None => None,
-    };
+    let email = super::account::open_email(&state, &user)?;
+    let sessions = state.store.sessions_of(user_id).await?;
     let keys = state.store.list_api_keys(Some(user_id)).await?;
     let rules = state.store.rules_of(user_id, None).await?;
     let (analyses, _) = state
@@ -153,6 +135,9 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
     )
     .await;
     Ok(Json(json!({
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at_ms": crate::store::now_ms(),
         "user": {
             "id": user.id,
             "username": user.username,
@@ -160,7 +145,9 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
             "roles": user.roles,
             "mfa_enabled": user.mfa_enabled,
             "created_at_ms": user.created_at_ms,
+            "updated_at_ms": user.updated_at_ms,
         },
+        "sessions": sessions,
         "api_keys": keys.iter().map(|k| json!({
             "id": k.id, "name": k.name, "prefix": k.prefix, "created_at_ms": k.created_at_ms,
             "expires_at_ms": k.expires_at_ms, "revoked_at_ms": k.revoked_at_ms,
@@ -171,6 +158,11 @@ pub async fn export_me(State(state): State<SharedState>, caller: Caller) -> ApiR
     }))
     .into_response())
 }
+
+/// What a personal-data export is, and the version of its shape: fields are only ever added
+/// within a version; a removal or a change of meaning makes the next one.
+pub const EXPORT_FORMAT: &str = "h200.personal-data";
+pub const EXPORT_VERSION: u32 = 1;
 
 /// Most analyses an export lists (newest first).
 const EXPORT_ANALYSES: i64 = 10_000;

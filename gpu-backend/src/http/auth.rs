@@ -53,7 +53,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Parses a JSON body, refusing other media types with 415. An empty body is not refused for
 /// its `Content-Type` (it means nothing without content); it fails as JSON instead.
-fn json_body<T: serde::de::DeserializeOwned + shared::body::Validate>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned + shared::body::Validate>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<T> {
@@ -66,7 +66,7 @@ fn json_body<T: serde::de::DeserializeOwned + shared::body::Validate>(
     Ok(parse_valid(body)?)
 }
 
-/// Records an audit event of the backend for `caller`.
+/// Records an audit event of the backend for `caller`, at its type's severity.
 pub(crate) async fn audit(
     state: &SharedState,
     caller: &Caller,
@@ -74,6 +74,16 @@ pub(crate) async fn audit(
     subject: Option<&str>,
     detail: &str,
 ) {
+    record(state, backend_event(caller, event_type, subject, detail)).await;
+}
+
+/// An audit event of the backend about `subject` for `caller`.
+pub(crate) fn backend_event(
+    caller: &Caller,
+    event_type: AuditEventType,
+    subject: Option<&str>,
+    detail: &str,
+) -> AuditEvent {
     let mut event = AuditEvent::new(
         event_type,
         AuditSource::Backend,
@@ -84,6 +94,11 @@ pub(crate) async fn audit(
     event.request_id = Some(caller.request_id.clone());
     event.principal = subject.map(str::to_owned);
     event.ip = caller.client_ip.clone();
+    event
+}
+
+/// Appends `event` to the audit trail; a failure is logged, never the request's.
+pub(crate) async fn record(state: &SharedState, event: AuditEvent) {
     if let Err(e) = state.store.append_audit(&[event]).await {
         tracing::error!(error = %e, "could not record an audit event");
     }
@@ -100,30 +115,30 @@ async fn token_response(
         tracing::error!(error = %error, "no token signing key to issue with");
         ApiError::new(ErrorCode::ServiceUnavailable)
     })?;
-    let permissions = state.roles.permissions_of(&user.roles);
+    let roles = super::account::token_roles(user);
+    let permissions = state.roles.permissions_of(&roles);
     let scope = permissions.to_strings();
     let now = now_secs();
     let access = issuer
         .issue(
             &user.id,
-            &H200Claims::access(
-                user.roles.clone(),
-                scope.iter().map(|s| s.to_string()).collect(),
-                mfa,
-            ),
+            &H200Claims::access(roles, scope.iter().map(|s| s.to_string()).collect(), mfa),
             now,
         )
         .map_err(internal("issuing an access token"))?;
     let refresh = issuer
         .issue(&user.id, &H200Claims::refresh(family, mfa), now)
         .map_err(internal("issuing a refresh token"))?;
-    let body = json!({
+    let mut body = json!({
         "access_token": access.token,
         "refresh_token": refresh.token,
         "token_type": "Bearer",
         "expires_in": issuer.policy().access_ttl_secs,
         "scope": scope.join(" "),
     });
+    if user.must_change_password {
+        body["password_change_required"] = json!(true);
+    }
     Ok((body, refresh.jti, refresh.expires_at))
 }
 
@@ -176,7 +191,21 @@ pub async fn login(
     .await
     .map_err(internal("checking a password"))?;
     let user = match (user, password_ok) {
-        (Some(user), true) => user,
+        (Some(user), true) if user.disabled_at_ms.is_none() => user,
+        (Some(user), true) => {
+            state
+                .metrics
+                .inc("h200_logins_total", &[("outcome", "failure")]);
+            audit(
+                &state,
+                &caller,
+                AuditEventType::LoginFailure,
+                Some(&user.id),
+                "account disabled",
+            )
+            .await;
+            return Err(ApiError::new(ErrorCode::InvalidCredentials));
+        }
         (user, _) => {
             state
                 .metrics
@@ -229,6 +258,10 @@ pub async fn login(
         .create_token_family(&family, &user.id)
         .await
         .map_err(erased_meanwhile)?;
+    state
+        .store
+        .touch_session(&family, caller.client_ip.as_deref(), user_agent(&headers))
+        .await?;
     let (body, refresh_jti, refresh_expires) =
         token_response(&state, &user, &family, user.mfa_enabled).await?;
     state
@@ -275,6 +308,15 @@ fn mfa_context(user_id: &str) -> String {
     format!("users.mfa_secret:{user_id}")
 }
 
+/// The client's user agent as the edge forwarded it, cut to 256 characters.
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    let agent = headers.get(header::USER_AGENT)?.to_str().ok()?;
+    Some(match agent.char_indices().nth(256) {
+        Some((end, _)) => &agent[..end],
+        None => agent,
+    })
+}
+
 /// Tokens must never be cached by intermediaries.
 fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(
@@ -319,6 +361,16 @@ pub async fn refresh(
     match state.store.use_refresh_token(&verified.jwt_id).await? {
         RefreshUse::Rotated { user_id, family_id } if family_id == family => {
             let user = caller_record(&state, &user_id).await?;
+            if user.disabled_at_ms.is_some() {
+                return Err(ApiError::detail(
+                    ErrorCode::RevokedToken,
+                    "the account is disabled",
+                ));
+            }
+            state
+                .store
+                .touch_session(&family, caller.client_ip.as_deref(), user_agent(&headers))
+                .await?;
             let (body, jti, expires) =
                 token_response(&state, &user, &family, verified.claims.mfa).await?;
             state
@@ -328,14 +380,16 @@ pub async fn refresh(
             Ok(no_store(Json(body).into_response()))
         }
         RefreshUse::Reused { user_id, .. } => {
-            audit(
-                &state,
+            // A spent refresh token presented again means it was stolen (or its holder was):
+            // critical, whatever a token_invalid usually is.
+            let mut event = backend_event(
                 &caller,
                 AuditEventType::TokenInvalid,
                 Some(&user_id),
                 "refresh token reused; family revoked",
-            )
-            .await;
+            );
+            event.severity = shared::audit::Severity::Critical;
+            record(&state, event).await;
             Err(ApiError::new(ErrorCode::RefreshTokenReused))
         }
         _ => Err(ApiError::new(ErrorCode::InvalidToken)),

@@ -192,7 +192,9 @@ async fn admit(
     let route = if internal {
         None
     } else {
-        Some(permitted_route(state, parts, &principal)?)
+        let route = permitted_route(state, parts, &principal)?;
+        super::account::check_restriction(&principal, &route)?;
+        Some(route)
     };
     Ok(Caller {
         client_ip: principal.client_ip.clone(),

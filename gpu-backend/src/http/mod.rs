@@ -4,6 +4,7 @@
 //! The router is built from one list ([`routes`]), which the route table must match; the route
 //! table alone says what each route needs.
 
+pub mod account;
 pub mod admin;
 pub mod analysis;
 pub mod auth;
@@ -162,8 +163,53 @@ fn served() -> Vec<Served> {
             "/auth/api-keys/{id}",
             auth::revoke_api_key,
         ),
+        serve(Gated, Method::GET, "/auth/me", account::me),
+        serve(Gated, Method::GET, "/auth/sessions", account::sessions),
+        serve(
+            Gated,
+            Method::DELETE,
+            "/auth/sessions/{id}",
+            account::end_session,
+        ),
         serve(Gated, Method::GET, "/api/v1/admin/audit", admin::audit_log),
         serve(Gated, Method::GET, "/api/v1/admin/users", admin::users),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/admin/users",
+            account::create_user,
+        ),
+        serve(
+            Gated,
+            Method::PATCH,
+            "/api/v1/admin/users/{id}",
+            account::patch_user,
+        ),
+        serve(
+            Gated,
+            Method::DELETE,
+            "/api/v1/admin/users/{id}",
+            account::delete_user,
+        ),
+        serve(
+            Gated,
+            Method::POST,
+            "/api/v1/admin/users/{id}/password-reset",
+            account::reset_password,
+        ),
+        serve(
+            Gated,
+            Method::GET,
+            "/api/v1/admin/users/{id}/sessions",
+            account::user_sessions,
+        ),
+        serve(
+            Gated,
+            Method::DELETE,
+            "/api/v1/admin/users/{id}/sessions",
+            account::end_user_sessions,
+        ),
+        serve(Gated, Method::PATCH, "/api/v1/me", account::patch_me),
         serve(Gated, Method::GET, "/api/v1/me/export", admin::export_me),
         serve(Gated, Method::DELETE, "/api/v1/me", admin::erase_me),
         serve(Gated, Method::POST, "/api/v1/analysis", analysis::submit),

@@ -2,6 +2,7 @@
 //! Postgres when the database URL says so. Both run the same queries through sqlx's `Any` driver;
 //! only the DDL differs, and each migration carries both dialects.
 
+pub mod accounts;
 pub mod analyses;
 pub mod api_keys;
 pub mod audit;
@@ -225,6 +226,13 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         sqlite: include_str!("migrations/0005_email_index.sql"),
         postgres: include_str!("migrations/0005_email_index.sql"),
+    },
+    // Account lifecycle (disabled accounts, passwords that must be changed) and sessions (a
+    // refresh family's last use, address and user agent).
+    Migration {
+        version: 6,
+        sqlite: include_str!("migrations/0006_accounts_sessions.sql"),
+        postgres: include_str!("migrations/0006_accounts_sessions.sql"),
     },
 ];
 

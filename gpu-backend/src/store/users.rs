@@ -24,6 +24,10 @@ pub struct UserRecord {
     pub mfa_last_step: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// When an administrator disabled the account; a disabled account logs in no more.
+    pub disabled_at_ms: Option<i64>,
+    /// The password was set by an administrator: its tokens can only change it.
+    pub must_change_password: bool,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -33,6 +37,7 @@ impl std::fmt::Debug for UserRecord {
             .field("username", &self.username)
             .field("roles", &self.roles)
             .field("mfa_enabled", &self.mfa_enabled)
+            .field("disabled_at_ms", &self.disabled_at_ms)
             .finish_non_exhaustive()
     }
 }
@@ -45,7 +50,7 @@ pub struct NewUser<'a> {
     pub email_sealed: Option<Vec<u8>>,
 }
 
-const USER_COLUMNS: &str = "id, username, password_hash, roles, email_sealed, mfa_secret_sealed, mfa_enabled, mfa_last_step, created_at_ms, updated_at_ms";
+const USER_COLUMNS: &str = "id, username, password_hash, roles, email_sealed, mfa_secret_sealed, mfa_enabled, mfa_last_step, created_at_ms, updated_at_ms, disabled_at_ms, must_change_password";
 
 fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
     let roles: String = row.try_get("roles")?;
@@ -64,6 +69,8 @@ fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
         mfa_last_step: row.try_get("mfa_last_step")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        disabled_at_ms: row.try_get("disabled_at_ms")?,
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
     })
 }
 
@@ -71,29 +78,44 @@ impl Store {
     /// Creates a user and records the first password in its history.
     pub async fn create_user(&self, new: NewUser<'_>) -> StoreResult<UserRecord> {
         let id = uuid::Uuid::now_v7().to_string();
+        self.insert_user(&id, new, false, None).await
+    }
+
+    /// Creates user `id` (a UUIDv7 the caller drew, so it could seal the email to it), flagged
+    /// when an administrator chose its password (it must then be changed before anything
+    /// else), with its email's blind index `email_index`; one transaction.
+    pub(crate) async fn insert_user(
+        &self,
+        id: &str,
+        new: NewUser<'_>,
+        must_change_password: bool,
+        email_index: Option<&str>,
+    ) -> StoreResult<UserRecord> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO users (id, username, password_hash, roles, email_sealed, mfa_enabled, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+            "INSERT INTO users (id, username, password_hash, roles, email_sealed, mfa_enabled, created_at_ms, updated_at_ms, must_change_password, email_index) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7, $8)",
         )
-        .bind(&id)
+        .bind(id)
         .bind(new.username)
         .bind(new.password_hash)
         .bind(new.roles.join(","))
         .bind(new.email_sealed)
         .bind(now)
+        .bind(i64::from(must_change_password))
+        .bind(email_index)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from_insert)?;
         sqlx::query("INSERT INTO password_history (user_id, password_hash, created_at_ms) VALUES ($1, $2, $3)")
-            .bind(&id)
+            .bind(id)
             .bind(new.password_hash)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.user_by_id(&id).await?.ok_or(StoreError::NotFound)
+        self.user_by_id(id).await?.ok_or(StoreError::NotFound)
     }
 
     pub async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
@@ -137,13 +159,14 @@ impl Store {
         .await?)
     }
 
-    /// Replaces the password and keeps only the last [`PASSWORD_HISTORY_DEPTH`] in the history.
+    /// Replaces the password (the user's own choice: one an administrator set need not be
+    /// changed any more) and keeps only the last [`PASSWORD_HISTORY_DEPTH`] in the history.
     /// [`StoreError::AccountGone`] when the user is not there.
     pub async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let updated =
-            sqlx::query("UPDATE users SET password_hash = $1, updated_at_ms = $2 WHERE id = $3")
+            sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 0, updated_at_ms = $2 WHERE id = $3")
                 .bind(password_hash)
                 .bind(now)
                 .bind(user_id)
@@ -152,26 +175,7 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::AccountGone);
         }
-        sqlx::query("INSERT INTO password_history (user_id, password_hash, created_at_ms) VALUES ($1, $2, $3)")
-            .bind(user_id)
-            .bind(password_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let keep: Vec<i64> = sqlx::query_scalar(
-            "SELECT created_at_ms FROM password_history WHERE user_id = $1 ORDER BY created_at_ms DESC LIMIT 1 OFFSET $2",
-        )
-        .bind(user_id)
-        .bind(PASSWORD_HISTORY_DEPTH - 1)
-        .fetch_all(&mut *tx)
-        .await?;
-        if let Some(oldest_kept) = keep.first() {
-            sqlx::query("DELETE FROM password_history WHERE user_id = $1 AND created_at_ms < $2")
-                .bind(user_id)
-                .bind(oldest_kept)
-                .execute(&mut *tx)
-                .await?;
-        }
+        record_password(&mut tx, user_id, password_hash, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -361,4 +365,37 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Adds `password_hash` to the history of `user_id` and keeps only the last
+/// [`PASSWORD_HISTORY_DEPTH`], on `conn` (inside the transaction that sets the password).
+pub(super) async fn record_password(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    password_hash: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO password_history (user_id, password_hash, created_at_ms) VALUES ($1, $2, $3)",
+    )
+    .bind(user_id)
+    .bind(password_hash)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let keep: Vec<i64> = sqlx::query_scalar(
+            "SELECT created_at_ms FROM password_history WHERE user_id = $1 ORDER BY created_at_ms DESC LIMIT 1 OFFSET $2",
+        )
+        .bind(user_id)
+        .bind(PASSWORD_HISTORY_DEPTH - 1)
+        .fetch_all(&mut *conn)
+        .await?;
+    if let Some(oldest_kept) = keep.first() {
+        sqlx::query("DELETE FROM password_history WHERE user_id = $1 AND created_at_ms < $2")
+            .bind(user_id)
+            .bind(oldest_kept)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@
 // returned by value rather than boxed.
 #![allow(clippy::result_large_err)]
 
+pub mod account;
 pub mod analysis;
 pub mod auth;
 mod check;
@@ -23,6 +24,7 @@ pub mod multipart;
 pub mod points;
 pub mod rules;
 
+pub use account::{AccountPatch, UserCreateRequest, UserPatch};
 pub use analysis::{AnalysisFeedbackRequest, AnalysisOptions, AnalysisUpload};
 pub use auth::{
     ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest, PasswordChangeRequest,

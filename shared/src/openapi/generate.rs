@@ -10,9 +10,9 @@ use utoipa::openapi::schema::Schema;
 use super::operations::{self, Operation, Reply, Request};
 use crate::body::analysis::MAX_RULES_CONTEXT_CHARS;
 use crate::body::{
-    AnalysisFeedbackRequest, ApiKeyCreateRequest, LoginRequest, LogoutRequest, MfaVerifyRequest,
-    NaturalLanguageRuleRequest, PasswordChangeRequest, ProcessPointsRequest, RefreshRequest,
-    RuleDefinition, RuleEvaluateRequest, RulePatch,
+    AccountPatch, AnalysisFeedbackRequest, ApiKeyCreateRequest, LoginRequest, LogoutRequest,
+    MfaVerifyRequest, NaturalLanguageRuleRequest, PasswordChangeRequest, ProcessPointsRequest,
+    RefreshRequest, RuleDefinition, RuleEvaluateRequest, RulePatch, UserCreateRequest, UserPatch,
 };
 use crate::problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 use crate::route_policy::{Auth, Route, RoutePolicy};
@@ -403,6 +403,9 @@ fn schemas() -> Value {
     add::<RuleEvaluateRequest>(&mut found);
     add::<NaturalLanguageRuleRequest>(&mut found);
     add::<ProcessPointsRequest>(&mut found);
+    add::<AccountPatch>(&mut found);
+    add::<UserCreateRequest>(&mut found);
+    add::<UserPatch>(&mut found);
     let sorted: BTreeMap<String, RefOr<Schema>> = found.into_iter().collect();
     let mut schemas = serde_json::to_value(sorted).expect("schemas serialize; this is a bug");
     // The codes as they go on the wire: the derive cannot read the renames the `error_codes!`

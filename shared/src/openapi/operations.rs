@@ -180,7 +180,62 @@ fn audit() -> Value {
 }
 
 fn users() -> Value {
-    page("users")
+    let mut list = page("users");
+    list["properties"]["users"]["items"] = account();
+    list
+}
+
+/// An account as `GET /auth/me` and the administration routes answer it.
+fn account() -> Value {
+    let mut account = object(&[
+        ("id", json!({ "type": "string" })),
+        ("username", json!({ "type": "string" })),
+        ("email", json!({ "type": ["string", "null"] })),
+        (
+            "roles",
+            json!({ "type": "array", "items": { "type": "string" } }),
+        ),
+        (
+            "permissions",
+            json!({ "type": "array", "items": { "type": "string" } }),
+        ),
+        ("mfa_enabled", json!({ "type": "boolean" })),
+        ("password_change_required", json!({ "type": "boolean" })),
+        ("disabled", json!({ "type": "boolean" })),
+        ("disabled_at_ms", json!({ "type": ["integer", "null"] })),
+        ("created_at_ms", json!({ "type": "integer" })),
+        ("updated_at_ms", json!({ "type": "integer" })),
+    ]);
+    account["required"] = json!(["id", "username", "roles", "permissions", "mfa_enabled"]);
+    account
+}
+
+/// A new account: its record, and the temporary password once when the backend drew it.
+fn created_account() -> Value {
+    let mut created = account();
+    created["properties"]["temporary_password"] = json!({ "type": "string" });
+    created
+}
+
+fn password_reset() -> Value {
+    object(&[
+        ("id", json!({ "type": "string" })),
+        ("temporary_password", json!({ "type": "string" })),
+        ("password_change_required", json!({ "type": "boolean" })),
+    ])
+}
+
+fn sessions() -> Value {
+    object(&[(
+        "sessions",
+        json!({ "type": "array", "items": object(&[
+            ("id", json!({ "type": "string" })),
+            ("created_at_ms", json!({ "type": "integer" })),
+            ("last_used_at_ms", json!({ "type": "integer" })),
+            ("ip", json!({ "type": ["string", "null"] })),
+            ("user_agent", json!({ "type": ["string", "null"] })),
+        ]) }),
+    )])
 }
 
 /// A stored rule on the wire: one flat object, the definition's fields beside `id`, `owner` and
@@ -308,7 +363,22 @@ fn server_request() -> Value {
 }
 
 fn export() -> Value {
-    json!({ "type": "object" })
+    let mut export = object(&[
+        (
+            "format",
+            json!({ "type": "string", "const": "h200.personal-data" }),
+        ),
+        ("version", json!({ "type": "integer" })),
+        ("exported_at_ms", json!({ "type": "integer" })),
+        ("user", json!({ "type": "object" })),
+        ("sessions", json!({ "type": "array" })),
+        ("api_keys", json!({ "type": "array" })),
+        ("rules", json!({ "type": "array" })),
+        ("analyses", json!({ "type": "array" })),
+        ("audit_events", json!({ "type": "array" })),
+    ]);
+    export["required"] = json!(["format", "version", "user"]);
+    export
 }
 
 fn health() -> Value {
@@ -475,6 +545,33 @@ pub(super) fn all() -> Vec<Operation> {
             NoBody,
             vec![(204, Empty)],
             &[E::Conflict],
+        ),
+        op(
+            "GET",
+            "/auth/me",
+            "account",
+            "The caller's account: profile, roles, permissions, MFA state",
+            NoBody,
+            vec![(200, Json(account))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/auth/sessions",
+            "account",
+            "The caller's live sessions (one per login)",
+            NoBody,
+            vec![(200, Json(sessions))],
+            &[],
+        ),
+        op(
+            "DELETE",
+            "/auth/sessions/{id}",
+            "account",
+            "End one of the caller's sessions",
+            NoBody,
+            vec![(204, Empty)],
+            &[],
         ),
         op(
             "GET",
@@ -741,6 +838,69 @@ pub(super) fn all() -> Vec<Operation> {
             &[],
         )
         .with_query(PAGE),
+        op(
+            "POST",
+            "/api/v1/admin/users",
+            "admin",
+            "Create an account (its password must be changed at the first login)",
+            json("UserCreateRequest"),
+            vec![(201, Json(created_account))],
+            &[E::Conflict, E::WeakPassword],
+        ),
+        op(
+            "PATCH",
+            "/api/v1/admin/users/{id}",
+            "admin",
+            "Change an account's roles or disable it (ends its credentials)",
+            json("UserPatch"),
+            vec![(200, Json(account))],
+            &[E::Conflict],
+        ),
+        op(
+            "DELETE",
+            "/api/v1/admin/users/{id}",
+            "admin",
+            "Erase an account",
+            NoBody,
+            vec![(204, Empty)],
+            &[],
+        ),
+        op(
+            "POST",
+            "/api/v1/admin/users/{id}/password-reset",
+            "admin",
+            "A temporary password for an account (ends its credentials)",
+            NoBody,
+            vec![(200, Json(password_reset))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/admin/users/{id}/sessions",
+            "admin",
+            "An account's live sessions",
+            NoBody,
+            vec![(200, Json(sessions))],
+            &[],
+        ),
+        op(
+            "DELETE",
+            "/api/v1/admin/users/{id}/sessions",
+            "admin",
+            "End every session and token of an account",
+            NoBody,
+            vec![(204, Empty)],
+            &[],
+        ),
+        op(
+            "PATCH",
+            "/api/v1/me",
+            "account",
+            "Rectify the caller's email (GDPR)",
+            json("AccountPatch"),
+            vec![(200, Json(account))],
+            &[],
+        ),
         op(
             "GET",
             "/api/v1/me/export",
