@@ -10,7 +10,7 @@ import {
   can,
   checkHealth,
   edgeStatus,
-  resume,
+  refresh,
   session,
   signIn,
   signOut,
@@ -193,7 +193,7 @@ function Shell({ principal }: { principal: Principal }) {
 function App() {
   const state = useStore(session);
   useEffect(() => {
-    void resume();
+    void refresh();
   }, []);
   return (
     <>

@@ -32,6 +32,11 @@ pub struct BackendConfig {
     pub retain_images: bool,
     /// Workers to run inside the backend process.
     pub workers: usize,
+    /// Where the nonces of accepted edge signatures are kept: `None` (this process), or a
+    /// `postgres://` or `redis://` URL shared by several backends. May carry a password.
+    pub state_url: Option<String>,
+    /// Prefix of the nonce keys in a shared Redis.
+    pub state_prefix: String,
 }
 
 impl BackendConfig {
@@ -48,6 +53,8 @@ impl BackendConfig {
             roles: RoleSet::default(),
             retain_images: false,
             workers: 0,
+            state_url: None,
+            state_prefix: crate::replay::DEFAULT_REPLAY_PREFIX.to_owned(),
         }
     }
 }
@@ -63,6 +70,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("keys", &self.keys)
             .field("retain_images", &self.retain_images)
             .field("workers", &self.workers)
+            .field("state_url", &self.state_url.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
 }

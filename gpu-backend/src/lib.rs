@@ -24,6 +24,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod queue;
+pub mod replay;
 pub mod seal;
 pub mod server;
 pub mod store;

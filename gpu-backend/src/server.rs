@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use shared::signing::{MessageSigningKey, SignatureVerifier};
 use shared::token::TokenPolicy;
 
@@ -14,6 +15,7 @@ use crate::config::BackendConfig;
 use crate::http::{self, AppState, SharedState};
 use crate::keys::{BackendKeys, EdgeKeyRing};
 use crate::queue::Kernels;
+use crate::replay::ReplayStore;
 use crate::store::{Store, now_ms};
 
 /// How often the token key file and the revoked signing keys are checked for a change.
@@ -78,6 +80,9 @@ impl Backend {
             keys.seal,
         );
         state.retain_images = config.retain_images;
+        state.nonces = ReplayStore::open(config.state_url.as_deref(), &config.state_prefix)
+            .await
+            .context("opening the replay store (--state-url)")?;
         state.token_key_file = Some(token_key_file);
         let state = Arc::new(state);
         let listener = tokio::net::TcpListener::bind(config.addr)
@@ -103,6 +108,20 @@ impl Backend {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.serve_wrapped(Ok, shutdown).await
+    }
+
+    /// [`Backend::serve`] on the listener `wrap` makes of the bound socket (a TLS listener):
+    /// stops accepting when `shutdown` resolves, finishes the requests in flight, then stops
+    /// the in-process workers once they finished the jobs in hand.
+    pub async fn serve_wrapped<L>(
+        self,
+        wrap: impl FnOnce(tokio::net::TcpListener) -> anyhow::Result<L>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()>
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
         let reload = tokio::spawn(reload_token_keys(self.state.clone()));
         let (stop_workers, workers) = crate::queue::spawn_local_workers(
             &self.state.store,
@@ -112,10 +131,11 @@ impl Backend {
         )
         .await?;
         let addr = self.local_addr();
+        let listener = wrap(self.listener)?;
         tracing::info!(%addr, "backend listening");
         let app = http::router(self.state.clone());
         let result = axum::serve(
-            self.listener,
+            listener.tap_io(|_| {}),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)

@@ -56,6 +56,8 @@ pub enum Command {
     Dev(crate::command::dev::DevArgs),
     /// Pull jobs from the queue and run them on this machine's kernels.
     Worker(WorkerArgs),
+    /// Ask a URL once and exit 0 on a 2xx answer (the containers' health check).
+    Probe(crate::command::probe::ProbeArgs),
     /// Cluster a stream of points (one JSON array per line) with NCS; one JSON answer per line
     /// on stdout, points/s on stderr. Also the NCS benchmark.
     Ncs {
@@ -435,6 +437,10 @@ pub struct BackendArgs {
     /// Workers to run inside the backend process (0: jobs wait for `h200 worker` processes).
     #[arg(long, env = "H200_BACKEND_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    #[command(flatten)]
+    pub state: crate::command::backend::StateArgs,
+    #[command(flatten)]
+    pub tls: edge_native::tls::TlsArgs,
     #[command(flatten)]
     pub kernels: KernelArgs,
 }

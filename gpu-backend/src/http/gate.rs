@@ -16,11 +16,12 @@ use shared::ErrorCode;
 use shared::audit::{AuditEvent, AuditEventType, AuditSource};
 use shared::permissions::{Principal, PrincipalKind};
 use shared::route_policy::{Auth, Resolution, Route};
-use shared::signing::{CONTENT_DIGEST_HEADER, PRINCIPAL_HEADER, SignableRequest};
+use shared::signing::{CONTENT_DIGEST_HEADER, PRINCIPAL_HEADER, SignableRequest, SignatureError};
 
 use super::error::{ApiError, ApiResult, problem_response};
 use super::{RequestId, SharedState};
 use crate::auth::revocation;
+use crate::replay::PendingNonce;
 use crate::store::now_ms;
 
 /// Largest body the backend reads (the edge enforces tighter limits per route).
@@ -154,16 +155,32 @@ async fn admit(
         request_id: header(parts, shared::headers::REQUEST_ID_HEADER).unwrap_or(""),
     };
     let now_secs = (now_ms() / 1000) as u64;
-    let verified = {
-        let mut nonces = state.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        state.verifier.verify(
-            &signable,
-            header(parts, "signature-input"),
-            header(parts, "signature"),
-            body,
-            now_secs,
-            &mut *nonces,
-        )
+    let mut pending = PendingNonce::default();
+    let verified = state.verifier.verify(
+        &signable,
+        header(parts, "signature-input"),
+        header(parts, "signature"),
+        body,
+        now_secs,
+        &mut pending,
+    );
+    let verified = match (verified, pending.taken) {
+        (Ok(_), Some((key_id, nonce, expires_at))) => {
+            match state
+                .nonces
+                .remember(&key_id, &nonce, expires_at, now_secs)
+                .await
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(SignatureError::Replayed),
+                Err(error) => {
+                    tracing::error!(%error, "the replay store did not answer; refusing");
+                    return Err(ApiError::new(ErrorCode::ServiceUnavailable));
+                }
+            }
+        }
+        (Ok(_), None) => Err(SignatureError::Replayed),
+        (Err(error), _) => Err(error),
     };
     if let Err(error) = verified {
         state.metrics.inc(

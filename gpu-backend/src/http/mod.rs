@@ -17,7 +17,7 @@ pub mod ops;
 pub mod rules;
 pub mod servers;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use shared::permissions::RoleSet;
 use shared::route_policy::RoutePolicy;
-use shared::signing::{MemoryNonceStore, SignatureVerifier};
+use shared::signing::SignatureVerifier;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::token_keys::TokenKeyFile;
@@ -38,9 +38,6 @@ use crate::metrics::Metrics;
 use crate::seal::SealKeys;
 use crate::store::Store;
 use error::ProblemMarker;
-
-/// Most nonces the replay store holds: a minute of traffic at well over 10 000 requests/s.
-const NONCE_CAPACITY: usize = 1_000_000;
 
 /// Everything a handler may need, shared by all requests.
 pub struct AppState {
@@ -54,8 +51,9 @@ pub struct AppState {
     pub roles: RoleSet,
     pub routes: RoutePolicy,
     pub verifier: SignatureVerifier,
-    /// Nonces of accepted signatures, for as long as their signature could be replayed.
-    pub nonces: Mutex<MemoryNonceStore>,
+    /// Nonces of accepted signatures, for as long as their signature could be replayed (shared
+    /// by the backends when `--state-url` names a store).
+    pub nonces: crate::replay::ReplayStore,
     pub seal: SealKeys,
     pub metrics: Metrics,
     /// Shown as the issuer in authenticator apps.
@@ -83,7 +81,7 @@ impl AppState {
             roles,
             routes,
             verifier,
-            nonces: Mutex::new(MemoryNonceStore::new(NONCE_CAPACITY)),
+            nonces: crate::replay::ReplayStore::memory(),
             seal,
             metrics: Metrics::default(),
             totp_issuer: "H200".into(),

@@ -14,7 +14,19 @@ use crate::cli::BackendArgs;
 /// Serves until Ctrl-C or SIGTERM.
 pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     let backend = Backend::prepare(&config(&args)?, crate::kernels::all(&args.kernels)?).await?;
-    backend.serve(shutdown_signal()).await
+    if !args.tls.enabled() {
+        return backend.serve(shutdown_signal()).await;
+    }
+    if let Err(error) = args.tls.spawn_redirect(backend.local_addr().port()).await {
+        anyhow::bail!("the HTTP redirect listener: {error}");
+    }
+    let tls = args.tls.clone();
+    backend
+        .serve_wrapped(
+            move |tcp| tls.tls_listener(tcp).context("setting up TLS"),
+            shutdown_signal(),
+        )
+        .await
 }
 
 /// The backend library's configuration from the flags.
@@ -27,7 +39,33 @@ pub fn config(args: &BackendArgs) -> anyhow::Result<BackendConfig> {
     config.roles = roles(args.roles.as_deref())?;
     config.retain_images = args.retain_images;
     config.workers = args.workers;
+    args.state.apply(&mut config);
     Ok(config)
+}
+
+/// Where several backends keep what they must share beyond the database: the nonces of the
+/// edge signatures they accepted, so that a request replayed to another replica is refused.
+#[derive(Clone, Default, clap::Args)]
+pub struct StateArgs {
+    /// `memory` (this process; the default), or `postgres://…` or `redis://host:port[/db]`
+    /// shared by every backend behind the same edges.
+    #[arg(long = "state-url", env = "H200_STATE_URL", hide_env_values = true)]
+    pub url: Option<String>,
+    /// Prefix of the keys written to a shared Redis.
+    #[arg(
+        long = "state-prefix",
+        env = "H200_STATE_PREFIX",
+        default_value = gpu_backend::replay::DEFAULT_REPLAY_PREFIX
+    )]
+    pub prefix: String,
+}
+
+impl StateArgs {
+    /// Hands the choice to the backend's configuration.
+    pub fn apply(&self, config: &mut BackendConfig) {
+        config.state_url = self.url.clone();
+        config.state_prefix = self.prefix.clone();
+    }
 }
 
 /// The route table in a file, or the embedded one.

@@ -43,6 +43,10 @@ pub struct DevArgs {
     /// A role table TOML for both the edge and the backend, instead of the embedded one.
     #[arg(long, env = "H200_ROLES")]
     pub roles: Option<PathBuf>,
+    /// Where the edge keeps rate limits, deny-list and blocks, and the backend its replay nonces:
+    /// `memory` (the default) or `redis://host:port[/db]` (as several edges and backends would).
+    #[arg(long, env = "H200_STATE_URL", hide_env_values = true)]
+    pub state_url: Option<String>,
     #[command(flatten)]
     pub kernels: KernelArgs,
 }
@@ -65,6 +69,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.routes = super::backend::route_policy(args.route_policy.as_deref())?;
     config.roles = super::backend::roles(args.roles.as_deref())?;
     config.workers = args.workers;
+    config.state_url = args.state_url.clone();
     let backend = Backend::prepare(&config, crate::kernels::all(&args.kernels)?).await?;
     let backend_addr = backend.local_addr();
     ensure_admin(&backend.state.store, args.admin_password.as_deref()).await?;
@@ -76,6 +81,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     edge_args.cors_origins = args.cors_origins.clone();
     edge_args.route_policy = args.route_policy.clone();
     edge_args.roles = args.roles.clone();
+    edge_args.state_url = args.state_url.clone();
     let edge = edge_args.bind().await?;
     let edge_addr = edge.local_addr().unwrap_or(args.edge_addr);
     println!(

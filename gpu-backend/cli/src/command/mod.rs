@@ -13,6 +13,7 @@ pub mod edge;
 pub mod keys;
 pub mod keys_revoke;
 pub mod ncs;
+pub mod probe;
 pub mod user;
 pub mod worker;
 
@@ -68,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Worker(args)) => bench_worker::run(&args).await,
         Command::Edge(args) => edge::run(args).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Probe(args) => probe::run(args).await,
         Command::Detect(args) => detector::detect(&args),
         Command::TrainDetector(args) => detector::train(&args),
     }
