@@ -276,6 +276,18 @@ export async function signIn(username: string, password: string, totp?: string) 
 
 let refreshing: Promise<boolean> | null = null;
 
+/** Whether the edge set a session cookie that may still hold: its marker cookie (no secret)
+ * lives exactly as long as the HttpOnly refresh cookie, which scripts cannot see. */
+function mayHaveSession(): boolean {
+  return document.cookie.split(";").some((c) => c.trim().startsWith("h200_session=1"));
+}
+
+/** At page load: resumes the session from the cookie when there is one, else signs out. */
+export async function resume(): Promise<void> {
+  if (mayHaveSession()) await refresh();
+  else signedOut();
+}
+
 /** Renews the access token from the cookie; false (and signed out) when the session is over.
  * Tabs take turns through a Web Lock, so two tabs never spend the same refresh token. */
 export function refresh(): Promise<boolean> {

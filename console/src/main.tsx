@@ -10,7 +10,7 @@ import {
   can,
   checkHealth,
   edgeStatus,
-  refresh,
+  resume,
   session,
   signIn,
   signOut,
@@ -193,7 +193,7 @@ function Shell({ principal }: { principal: Principal }) {
 function App() {
   const state = useStore(session);
   useEffect(() => {
-    void refresh();
+    void resume();
   }, []);
   return (
     <>

@@ -7,7 +7,9 @@
 //!
 //! - `POST /auth/login` and `POST /auth/refresh`: a 200 answer's `refresh_token` leaves the JSON
 //!   body and becomes the cookie (its `Max-Age` the token's remaining lifetime, so an idle
-//!   session ends with its refresh token).
+//!   session ends with its refresh token). Beside it goes [`SESSION_MARKER_COOKIE`], readable by
+//!   scripts and holding no secret, so a page load asks for a refresh only when a session may
+//!   exist (the refresh cookie is `HttpOnly` and scoped to `/auth`: the page cannot see it).
 //! - `POST /auth/refresh` takes the refresh token from the cookie (none: 401
 //!   `MISSING_CREDENTIALS`, answered by the edge); a refusal clears the cookie.
 //! - `POST /auth/logout` hands the cookie's token to the backend, which ends its family, and the
@@ -32,6 +34,8 @@ pub const SESSION_HEADER: &str = "x-h200-session";
 pub const SESSION_HEADER_VALUE: &str = "cookie";
 /// The cookie that carries the refresh token.
 pub const REFRESH_COOKIE: &str = "h200_refresh";
+/// The cookie that tells the console a session cookie was set (value `1`, no secret).
+pub const SESSION_MARKER_COOKIE: &str = "h200_session";
 /// The cookie's path: only the authentication routes ever receive it.
 pub const COOKIE_PATH: &str = "/auth";
 /// The cookie's lifetime when the token's own expiry cannot be read (the refresh lifetime).
@@ -149,8 +153,24 @@ pub fn cookie(value: &str, max_age_secs: u64) -> String {
     )
 }
 
+/// `Set-Cookie` value of the session marker, living `max_age_secs`.
+fn marker(max_age_secs: u64) -> String {
+    let value = if max_age_secs == 0 { "" } else { "1" };
+    format!(
+        "{SESSION_MARKER_COOKIE}={value}; Path=/; Max-Age={max_age_secs}; Secure; SameSite=Strict"
+    )
+}
+
+/// Sets the refresh cookie (first) and the session marker, replacing any earlier cookies.
+fn set_cookies(response: &mut EdgeResponse, token: &str, max_age_secs: u64) {
+    response.set_header("set-cookie", cookie(token, max_age_secs));
+    response
+        .headers
+        .push(("set-cookie".into(), marker(max_age_secs)));
+}
+
 fn clear_cookie(response: &mut EdgeResponse) {
-    response.set_header("set-cookie", cookie("", 0));
+    set_cookies(response, "", 0);
 }
 
 /// Moves `refresh_token` out of a token answer's JSON into the cookie.
@@ -165,7 +185,7 @@ fn move_into_cookie(response: &mut EdgeResponse, now_secs: u64) {
         .map(|exp| exp.saturating_sub(now_secs))
         .unwrap_or(FALLBACK_MAX_AGE_SECS);
     response.body = serde_json::Value::Object(answer).to_string().into_bytes();
-    response.set_header("set-cookie", cookie(&token, max_age));
+    set_cookies(response, &token, max_age);
 }
 
 /// The `exp` claim of a JWT, read without verifying it (the backend issued it a moment ago;
@@ -327,6 +347,16 @@ mod tests {
                 .as_str()
             )
         );
+        let cookies: Vec<_> = response
+            .headers
+            .iter()
+            .filter(|(name, _)| name == "set-cookie")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        assert_eq!(
+            cookies[1], "h200_session=1; Path=/; Max-Age=600; Secure; SameSite=Strict",
+            "the marker lives as long and holds no secret"
+        );
     }
 
     #[test]
@@ -340,6 +370,10 @@ mod tests {
             session.inbound(&route(path), &mut response, 0);
             let cleared = response.header("set-cookie").expect(path);
             assert!(cleared.starts_with("h200_refresh=; Path=/auth; Max-Age=0"));
+            assert!(
+                response.headers.contains(&("set-cookie".into(), marker(0))),
+                "{path}: the marker goes too"
+            );
         }
         let mut failed_login = EdgeResponse::new(401);
         session.inbound(&route(LOGIN), &mut failed_login, 0);
