@@ -15,6 +15,7 @@ use gpu_backend::store::Store;
 use gpu_backend::store::users::NewUser;
 
 use crate::cli::KernelArgs;
+use crate::command::dev_edge::{self, EdgeRuntime, WasmEdgeSettings};
 
 /// `h200 dev`.
 #[derive(Clone, clap::Args)]
@@ -43,6 +44,11 @@ pub struct DevArgs {
     /// A role table TOML for both the edge and the backend, instead of the embedded one.
     #[arg(long, env = "H200_ROLES")]
     pub roles: Option<PathBuf>,
+    /// The runtime that serves the public API: the native edge in this process, the Worker in
+    /// Miniflare or the Spin component under `wasmtime serve` (both built from this checkout
+    /// when stale; they need the tools of the end-to-end tests, installed on first use).
+    #[arg(long, env = "H200_DEV_EDGE", value_enum, default_value = "native")]
+    pub edge: EdgeRuntime,
     /// Where the edge keeps rate limits, deny-list and blocks, and the backend its replay nonces:
     /// `memory` (the default) or `redis://host:port[/db]` (as several edges and backends would).
     #[arg(long, env = "H200_STATE_URL", hide_env_values = true)]
@@ -57,6 +63,7 @@ impl std::fmt::Debug for DevArgs {
             .field("data_dir", &self.data_dir)
             .field("edge_addr", &self.edge_addr)
             .field("backend_addr", &self.backend_addr)
+            .field("edge", &self.edge)
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +71,11 @@ impl std::fmt::Debug for DevArgs {
 /// Runs backend and edge until Ctrl-C or SIGTERM; then stops the edge (its buffered audit events
 /// delivered) before the backend.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    if args.edge != EdgeRuntime::Native && (args.route_policy.is_some() || args.roles.is_some()) {
+        anyhow::bail!(
+            "--route-policy and --roles hold at the native edge only: the Worker and the Spin component enforce the tables built into them"
+        );
+    }
     let database_url = gpu_backend::store::default_sqlite_url(&args.data_dir);
     let mut config = BackendConfig::new(args.backend_addr, args.data_dir.clone(), database_url);
     config.routes = super::backend::route_policy(args.route_policy.as_deref())?;
@@ -73,6 +85,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let backend = Backend::prepare(&config, crate::kernels::all(&args.kernels)?).await?;
     let backend_addr = backend.local_addr();
     ensure_admin(&backend.state.store, args.admin_password.as_deref()).await?;
+    if args.edge != EdgeRuntime::Native {
+        return run_wasm_edge(&args, backend).await;
+    }
     let mut edge_args = EdgeArgs::local(
         args.edge_addr,
         format!("http://{backend_addr}"),
@@ -110,6 +125,53 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     backend_result?;
     edge_result.context("serving the edge")?;
     Ok(())
+}
+
+/// The backend in this process behind a wasm edge; on Ctrl-C or SIGTERM the edge (front and
+/// runtime) stops before the backend.
+async fn run_wasm_edge(args: &DevArgs, backend: Backend) -> anyhow::Result<()> {
+    let backend_addr = backend.local_addr();
+    let settings = WasmEdgeSettings {
+        runtime: args.edge,
+        edge_addr: args.edge_addr,
+        backend_url: format!("http://{backend_addr}"),
+        data_dir: args.data_dir.clone(),
+        cors_origins: args.cors_origins.clone(),
+    };
+    println!(
+        "h200 dev: starting the {:?} edge (built first when stale; minutes on a first run)",
+        args.edge
+    );
+    let edge = tokio::task::spawn_blocking(move || dev_edge::start(&settings))
+        .await
+        .context("starting the edge")??;
+    let edge_addr = edge.addr;
+    let (stop_backend, backend_stopped) = tokio::sync::watch::channel(false);
+    let ready = async move {
+        match dev_edge::wait_ready(edge_addr).await {
+            Ok(()) => println!(
+                "h200 dev: the API is served at http://{edge_addr} (edge), backend at http://{backend_addr}"
+            ),
+            Err(error) => eprintln!("h200 dev: {error:#}"),
+        }
+        std::future::pending::<()>().await
+    };
+    let edge_then_backend = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = ready => {}
+        }
+        let _ = tokio::task::spawn_blocking(move || drop(edge)).await;
+        let _ = stop_backend.send(true);
+    };
+    let mut stopped = backend_stopped;
+    let (backend_result, ()) = tokio::join!(
+        backend.serve(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }),
+        edge_then_backend
+    );
+    backend_result
 }
 
 /// Creates `admin` once when a password is given; otherwise says how to add a user.

@@ -9,6 +9,7 @@ pub mod bench_queue;
 pub mod bench_worker;
 pub mod detector;
 pub mod dev;
+pub mod dev_edge;
 pub mod edge;
 pub mod keys;
 pub mod keys_revoke;
