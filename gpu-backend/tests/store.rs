@@ -224,6 +224,47 @@ async fn deny_list_of_every_kind(backend: Backend) {
 }
 on_both_stores!(deny_list, deny_list_of_every_kind);
 
+/// The deny-list is checked from memory: what one store files counts in that store at once, and
+/// in another store on the same database (another process) once its copy reads the feed again,
+/// however many entries came in meanwhile.
+async fn deny_list_copies_follow_other_stores(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let here = db.store().await;
+    let there = db.store().await;
+    let far = gpu_backend::store::now_ms() + 60_000;
+    let token = facts("j1", "k1", "u1", 100);
+    assert_eq!(token.refusal(&here.denials(&token).await.unwrap()), None);
+
+    there.revoke_token("j1", far).await.unwrap();
+    for i in 0..1_200 {
+        there
+            .revoke_token(&format!("burst-{i}"), far)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        token.refusal(&there.denials(&token).await.unwrap()),
+        Some(ErrorCode::RevokedToken),
+        "at once in the store that filed it"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(
+        gpu_backend::store::deny_list::DENY_LIST_REFRESH_MS as u64 + 50,
+    ))
+    .await;
+    assert_eq!(
+        token.refusal(&here.denials(&token).await.unwrap()),
+        Some(ErrorCode::RevokedToken),
+        "in the other store after its refresh"
+    );
+    let last = facts("burst-1199", "k1", "u1", 100);
+    assert_eq!(
+        last.refusal(&here.denials(&last).await.unwrap()),
+        Some(ErrorCode::RevokedToken),
+        "the whole burst, past a page of the feed"
+    );
+}
+on_both_stores!(deny_list_copies, deny_list_copies_follow_other_stores);
+
 /// The deny-list entries of a database migrated before version 4 move to the one table.
 async fn jti_entries_survive_the_move_to_one_table(backend: Backend) {
     let db = TestDatabase::new(backend).await;

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod analyses;
 pub mod api_keys;
 pub mod audit;
+pub mod deny_list;
 pub mod jobs;
 pub mod revocations;
 pub mod rules;
@@ -72,6 +73,8 @@ pub struct Store {
     /// Wakes waiters in this process when jobs are enqueued or finish (other processes poll, or
     /// listen to Postgres `NOTIFY`).
     signals: std::sync::Arc<JobSignals>,
+    /// The deny-list in memory, which the gate checks on every request.
+    deny_list: std::sync::Arc<deny_list::DenyList>,
 }
 
 /// In-process wake-ups of the job queue.
@@ -124,6 +127,7 @@ impl Store {
             dialect,
             audit_append: Default::default(),
             signals: Default::default(),
+            deny_list: Default::default(),
         };
         store.migrate().await?;
         Ok(store)

@@ -1,10 +1,12 @@
 //! The deny-list, one table for every kind of entry ([`shared::revocation`]): a token by its
 //! `jti` (logout), a signing key by its `kid` (`h200 keys revoke`), a subject's tokens issued
-//! before a cut-off (by `sub`). The feed the edges poll reads it, and the gate checks it again.
+//! before a cut-off (by `sub`). The feed the edges poll reads it, and the gate checks it again,
+//! from the store's copy in memory ([`super::deny_list`]).
 
 use shared::revocation::{Revocation, RevocationKind, RevokedTarget, TokenFacts};
 use sqlx::Row;
 
+use super::deny_list::FeedKey;
 use super::{Store, StoreError, StoreResult, now_ms};
 
 /// How far before a reader's cursor the revocation feed starts again.
@@ -73,7 +75,9 @@ impl Store {
         expires_at_ms: i64,
     ) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;
-        file_revocation(&mut conn, target, issued_before_ms, expires_at_ms).await
+        file_revocation(&mut conn, target, issued_before_ms, expires_at_ms).await?;
+        self.deny_list.file(target, issued_before_ms, expires_at_ms);
+        Ok(())
     }
 
     /// Puts a token id on the deny-list until its token would have expired.
@@ -86,35 +90,35 @@ impl Store {
     }
 
     /// The cut-offs of the entries that name the token `facts` describes, in
-    /// [`RevocationKind::ALL`] order (`None`: no entry), for [`TokenFacts::refusal`].
+    /// [`RevocationKind::ALL`] order (`None`: no entry), for [`TokenFacts::refusal`]. Answered
+    /// from memory: what this store filed counts at once, what other processes filed once the
+    /// copy has read it (within [`DENY_LIST_REFRESH_MS`](super::deny_list::DENY_LIST_REFRESH_MS)).
     pub async fn denials(&self, facts: &TokenFacts<'_>) -> StoreResult<Vec<Option<u64>>> {
-        let [first, second, third] = RevocationKind::ALL;
-        let rows = sqlx::query(
-            "SELECT kind, issued_before_ms FROM revocations \
-             WHERE (kind = $1 AND target = $2) OR (kind = $3 AND target = $4) \
-             OR (kind = $5 AND target = $6)",
-        )
-        .bind(first.claim())
-        .bind(facts.claim(first))
-        .bind(second.claim())
-        .bind(facts.claim(second))
-        .bind(third.claim())
-        .bind(facts.claim(third))
+        let now = now_ms();
+        if !self.deny_list.is_fresh(now) {
+            self.deny_list
+                .refresh(now, |after, limit| self.revocations_after(after, limit))
+                .await?;
+        }
+        Ok(self.deny_list.cutoffs(facts, now))
+    }
+
+    /// Unexpired entries after `after` in (`revoked_at_ms`, kind, target) order, at most
+    /// `limit`: the deny-list copy's read of the feed.
+    async fn revocations_after(&self, after: FeedKey, limit: i64) -> StoreResult<Vec<Revocation>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM revocations \
+             WHERE (revoked_at_ms, kind, target) > ($1, $2, $3) AND expires_at_ms > $4 \
+             ORDER BY revoked_at_ms, kind, target LIMIT $5"
+        ))
+        .bind(after.revoked_at_ms)
+        .bind(after.kind)
+        .bind(after.target)
+        .bind(now_ms())
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut cutoffs = vec![None; RevocationKind::ALL.len()];
-        for row in &rows {
-            let kind: String = row.try_get("kind")?;
-            let issued_before_ms: Option<i64> = row.try_get("issued_before_ms")?;
-            if let Some(index) = RevocationKind::ALL.iter().position(|k| k.claim() == kind) {
-                cutoffs[index] = Some(
-                    issued_before_ms.map_or(shared::revocation::EVERY_TOKEN, |ms| {
-                        u64::try_from(ms).unwrap_or(0)
-                    }),
-                );
-            }
-        }
-        Ok(cutoffs)
+        rows.iter().map(read).collect()
     }
 
     /// The `kid`s of every revoked signing key.

@@ -355,14 +355,10 @@ impl Store {
             kind: RevocationKind::Subject,
             id: user_id.to_owned(),
         };
-        file_revocation(
-            &mut tx,
-            &subject,
-            Some(cutoff),
-            cutoff.saturating_add(token_lifetime_ms),
-        )
-        .await?;
+        let expires = cutoff.saturating_add(token_lifetime_ms);
+        file_revocation(&mut tx, &subject, Some(cutoff), expires).await?;
         tx.commit().await?;
+        self.deny_list.file(&subject, Some(cutoff), expires);
         Ok(())
     }
 }
