@@ -18,6 +18,7 @@ mod scenarios {
     pub mod accounts;
     pub mod block_audit;
     pub mod client_address;
+    pub mod console_session;
     pub mod erasure;
     pub mod key_revocation;
     pub mod openapi;
@@ -38,6 +39,9 @@ use scenarios::accounts::disabled_account_refused;
 use scenarios::block_audit::a_block_is_audited_once_with_its_tally;
 use scenarios::client_address::{
     concurrent_logins_hold_the_login_limit, forged_address_headers_do_not_escape_the_login_block,
+};
+use scenarios::console_session::{
+    console_is_served_at_the_root, cookie_session_refresh_csrf_and_sign_out,
 };
 use scenarios::erasure::account_erasure;
 use scenarios::key_revocation::key_revocation;
@@ -219,6 +223,14 @@ pub fn scenarios() -> Vec<Scenario> {
             a_block_is_audited_once_with_its_tally
         ),
         scenario!("the published NCS SDK's calls", sdk_contract),
+        scenario!(
+            "the console is served at the root",
+            console_is_served_at_the_root
+        ),
+        scenario!(
+            "cookie session: refresh, csrf and sign-out",
+            cookie_session_refresh_csrf_and_sign_out
+        ),
     ]
 }
 
