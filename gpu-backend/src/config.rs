@@ -22,6 +22,10 @@ pub struct BackendConfig {
     pub token_issuer: String,
     /// `aud` of issued tokens.
     pub token_audience: String,
+    /// How long an access token lives, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// How long a refresh token (a session between two uses) lives, in seconds.
+    pub refresh_token_ttl_secs: u64,
     /// Key material given directly instead of the key files.
     pub keys: KeyOverrides,
     /// The route table (the same one the edge enforces).
@@ -48,6 +52,8 @@ impl BackendConfig {
             database_url,
             token_issuer: shared::token::DEFAULT_ISSUER.to_owned(),
             token_audience: shared::token::DEFAULT_AUDIENCE.to_owned(),
+            access_token_ttl_secs: shared::token::DEFAULT_ACCESS_TTL_SECS,
+            refresh_token_ttl_secs: shared::token::DEFAULT_REFRESH_TTL_SECS,
             keys: KeyOverrides::default(),
             routes: RoutePolicy::default(),
             roles: RoleSet::default(),

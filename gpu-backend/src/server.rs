@@ -58,7 +58,10 @@ impl Backend {
         for path in created {
             tracing::info!(path = %path.display(), "generated a missing key file");
         }
-        let policy = TokenPolicy::new(config.token_issuer.clone(), config.token_audience.clone());
+        let mut policy =
+            TokenPolicy::new(config.token_issuer.clone(), config.token_audience.clone());
+        policy.access_ttl_secs = config.access_token_ttl_secs;
+        policy.refresh_ttl_secs = config.refresh_token_ttl_secs;
         let revoked = store
             .revoked_key_ids()
             .await

@@ -630,3 +630,33 @@ on_both_stores!(
     sessions_listed_and_ended_over_http,
     sessions_listed_and_ended
 );
+
+/// The claims of a JWT, unverified (the backend issued it; only its times are read).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn token_lifetimes_are_configurable(kind: Backend) {
+    let backend = TestBackend::start_configured(kind, |config| {
+        config.access_token_ttl_secs = 8 * 3600;
+        config.refresh_token_ttl_secs = 7 * 86_400;
+    })
+    .await;
+    backend.add_user("gus", PASSWORD, &["viewer"]).await;
+    let login = ok_json(backend.login("gus", PASSWORD, None).await, 200).await;
+    assert_eq!(login["expires_in"], 8 * 3600);
+    for (field, lifetime) in [("access_token", 8 * 3600), ("refresh_token", 7 * 86_400)] {
+        let claims = claims_of(login[field].as_str().unwrap());
+        let lived = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        assert_eq!(lived, lifetime, "{field}: {claims}");
+    }
+}
+on_both_stores!(
+    token_lifetimes_are_configurable_over_http,
+    token_lifetimes_are_configurable
+);

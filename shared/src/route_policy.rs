@@ -684,6 +684,7 @@ mod tests {
             ("GET", "/api/v1/admin/audit", p("admin:audit")),
             ("GET", "/api/v1/admin/users", p("admin:users")),
             ("POST", "/api/v1/admin/users", p("admin:users")),
+            ("GET", "/api/v1/admin/reports/access", p("admin:audit")),
             ("PATCH", "/api/v1/admin/users/u1", p("admin:users")),
             ("DELETE", "/api/v1/admin/users/u1", p("admin:users")),
             (

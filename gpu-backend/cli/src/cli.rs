@@ -380,6 +380,21 @@ pub enum AuditCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The compliance report of a window (what `GET /api/v1/admin/reports/access` answers):
+    /// access events by principal and type, and totals; JSON or CSV on stdout.
+    Report {
+        /// Inclusive lower bound, unix milliseconds; default 30 days before `--to`.
+        #[arg(long)]
+        from: Option<i64>,
+        /// Exclusive upper bound, unix milliseconds; default now.
+        #[arg(long)]
+        to: Option<i64>,
+        /// `json` or `csv`.
+        #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
+        format: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// Where the backend keeps its state.
@@ -419,6 +434,13 @@ pub struct BackendArgs {
     /// `aud` of issued tokens.
     #[arg(long, env = "H200_TOKEN_AUDIENCE", default_value = shared::token::DEFAULT_AUDIENCE)]
     pub token_audience: String,
+    /// How long an access token lives, in seconds (60 to 86 400).
+    #[arg(long, env = "H200_ACCESS_TOKEN_TTL_SECS", default_value_t = shared::token::DEFAULT_ACCESS_TTL_SECS, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub access_token_ttl_secs: u64,
+    /// How long a refresh token lives, in seconds (an hour to 90 days); at least the access
+    /// token's lifetime.
+    #[arg(long, env = "H200_REFRESH_TOKEN_TTL_SECS", default_value_t = shared::token::DEFAULT_REFRESH_TTL_SECS, value_parser = clap::value_parser!(u64).range(3_600..=7_776_000))]
+    pub refresh_token_ttl_secs: u64,
     /// Edge signing keys as `key_id:base64` pairs, oldest first (at most two). Default: the
     /// key file in the data folder.
     #[arg(long, env = "H200_EDGE_SIGNING_KEYS", hide_env_values = true)]

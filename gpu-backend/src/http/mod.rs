@@ -14,6 +14,7 @@ pub mod internal;
 pub mod jobs;
 pub mod ncs;
 pub mod ops;
+pub mod report;
 pub mod rules;
 pub mod servers;
 
@@ -171,6 +172,12 @@ fn served() -> Vec<Served> {
         ),
         serve(Gated, Method::GET, "/api/v1/admin/audit", admin::audit_log),
         serve(Gated, Method::GET, "/api/v1/admin/users", admin::users),
+        serve(
+            Gated,
+            Method::GET,
+            "/api/v1/admin/reports/access",
+            report::access,
+        ),
         serve(
             Gated,
             Method::POST,

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod deny_list;
 pub mod jobs;
+pub mod report;
 pub mod revocations;
 pub mod rules;
 pub mod tokens;

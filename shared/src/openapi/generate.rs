@@ -175,18 +175,24 @@ fn operation_of(policy: &RoutePolicy, route: &Route, op: &Operation) -> Value {
     let rate_limited = !route.rate_classes.is_empty();
     let mut responses = Map::new();
     for (status, reply) in &op.success {
-        let mut response = json!({
-            "description": "Success",
-            "headers": response_headers(rate_limited, false),
+        // Two replies of one status (JSON or CSV) are two media types of one response.
+        let mut response = responses.remove(&status.to_string()).unwrap_or_else(|| {
+            json!({
+                "description": "Success",
+                "headers": response_headers(rate_limited, false),
+            })
         });
         match reply {
             Reply::Empty => {}
             Reply::Json(schema) => {
-                response["content"] = json!({ "application/json": { "schema": schema() } });
+                response["content"]["application/json"] = json!({ "schema": schema() });
             }
             Reply::JwkSet => {
                 response["content"] =
                     json!({ "application/jwk-set+json": { "schema": operations::jwks() } });
+            }
+            Reply::Csv => {
+                response["content"]["text/csv"] = json!({ "schema": { "type": "string" } });
             }
             Reply::Text => {
                 response["content"] = json!({ "text/plain": { "schema": { "type": "string" } } });

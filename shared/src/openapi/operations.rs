@@ -27,6 +27,8 @@ pub(super) enum Reply {
     Json(fn() -> Value),
     /// Plain text (Prometheus exposition format).
     Text,
+    /// CSV (`text/csv`, RFC 4180).
+    Csv,
     /// A JWK set (`application/jwk-set+json`, RFC 7517).
     JwkSet,
 }
@@ -222,6 +224,39 @@ fn password_reset() -> Value {
         ("id", json!({ "type": "string" })),
         ("temporary_password", json!({ "type": "string" })),
         ("password_change_required", json!({ "type": "boolean" })),
+    ])
+}
+
+/// The compliance report of a window.
+fn access_report() -> Value {
+    let count = json!({ "type": "integer" });
+    object(&[
+        ("from_ms", count.clone()),
+        ("to_ms", count.clone()),
+        (
+            "by_principal",
+            json!({ "type": "array", "items": object(&[
+                ("principal", json!({ "type": ["string", "null"] })),
+                ("event_type", json!({ "type": "string" })),
+                ("count", count.clone()),
+            ]) }),
+        ),
+        (
+            "totals",
+            object(&[
+                ("events", count.clone()),
+                ("login_failures", count.clone()),
+                ("permission_denials", count.clone()),
+                ("admin_actions", count.clone()),
+                ("data_exports", count.clone()),
+                ("erasures", count.clone()),
+                ("blocks", count.clone()),
+                (
+                    "by_type",
+                    json!({ "type": "object", "additionalProperties": count }),
+                ),
+            ]),
+        ),
     ])
 }
 
@@ -452,7 +487,7 @@ fn openapi() -> Value {
 /// Every public operation, in the route table's order.
 pub(super) fn all() -> Vec<Operation> {
     use ErrorCode as E;
-    use Reply::{Empty, Json, JwkSet, Text};
+    use Reply::{Csv, Empty, Json, JwkSet, Text};
     use Request::{JsonOrForm, Multipart, None as NoBody};
     let json = Request::Json;
     vec![
@@ -838,6 +873,16 @@ pub(super) fn all() -> Vec<Operation> {
             &[],
         )
         .with_query(PAGE),
+        op(
+            "GET",
+            "/api/v1/admin/reports/access",
+            "admin",
+            "The compliance report of a window: access events by principal and type, and totals",
+            NoBody,
+            vec![(200, Json(access_report)), (200, Csv)],
+            &[],
+        )
+        .with_query(&[("from", "integer"), ("to", "integer"), ("format", "string")]),
         op(
             "POST",
             "/api/v1/admin/users",

@@ -1,4 +1,5 @@
-//! `h200 audit verify`: walks the audit hash chain.
+//! `h200 audit verify` walks the audit hash chain; `h200 audit report` prints the compliance
+//! report of a window.
 
 use anyhow::bail;
 
@@ -17,6 +18,28 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 }
                 Err(e) => bail!("audit chain broken: {e}"),
             }
+        }
+        AuditCommand::Report {
+            from,
+            to,
+            format,
+            store,
+        } => {
+            let to = to.unwrap_or_else(gpu_backend::store::now_ms);
+            let from =
+                from.unwrap_or(to.saturating_sub(gpu_backend::http::report::DEFAULT_WINDOW_MS));
+            if from >= to {
+                bail!("--from must be before --to");
+            }
+            let db = open_store(&store).await?;
+            let report = db.access_report(from, to).await?;
+            db.close().await;
+            if format == "csv" {
+                print!("{}", report.to_csv());
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(())
         }
     }
 }

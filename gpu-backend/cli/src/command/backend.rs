@@ -34,6 +34,11 @@ pub fn config(args: &BackendArgs) -> anyhow::Result<BackendConfig> {
     let mut config = BackendConfig::new(args.addr, args.store.data_dir.clone(), args.store.url());
     config.token_issuer = args.token_issuer.clone();
     config.token_audience = args.token_audience.clone();
+    if args.refresh_token_ttl_secs < args.access_token_ttl_secs {
+        anyhow::bail!("--refresh-token-ttl-secs must be at least --access-token-ttl-secs");
+    }
+    config.access_token_ttl_secs = args.access_token_ttl_secs;
+    config.refresh_token_ttl_secs = args.refresh_token_ttl_secs;
     config.keys = args.key_overrides();
     config.routes = route_policy(args.route_policy.as_deref())?;
     config.roles = roles(args.roles.as_deref())?;
