@@ -70,6 +70,39 @@ export function Section(props: { title: string; children: ComponentChildren; id?
   );
 }
 
+/** Previous and next page buttons over a list paged by `offset` and `size`, with a label. */
+export function Pager(props: {
+  offset: number;
+  size: number;
+  shown: number;
+  onOffset: (offset: number) => void;
+  label?: string;
+  back?: string;
+  forward?: string;
+}) {
+  return (
+    <div class="row">
+      <button
+        type="button"
+        class="secondary"
+        disabled={props.offset === 0}
+        onClick={() => props.onOffset(Math.max(0, props.offset - props.size))}
+      >
+        {props.back ?? "Previous"}
+      </button>
+      {props.label && <span>{props.label}</span>}
+      <button
+        type="button"
+        class="secondary"
+        disabled={props.shown < props.size}
+        onClick={() => props.onOffset(props.offset + props.size)}
+      >
+        {props.forward ?? "Next"}
+      </button>
+    </div>
+  );
+}
+
 export function formatTime(ms: number | null | undefined): string {
   if (!ms) return "—";
   return new Date(ms).toLocaleString();

@@ -3,7 +3,7 @@
 
 import { useState } from "preact/hooks";
 import { type Principal, call, can } from "../api";
-import { ErrorText, Section, formatTime, useLoad } from "../ui";
+import { ErrorText, Pager, Section, formatTime, useLoad } from "../ui";
 
 interface AuditEvent {
   id: string;
@@ -137,23 +137,15 @@ function Audit() {
           </tbody>
         </table>
       </div>
-      <div class="row">
-        <button type="button" class="secondary" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE))}>
-          Previous
-        </button>
-        <span>
-          Events {offset + 1}–{offset + (events.data?.events.length ?? 0)}
-          {events.data?.total !== undefined ? ` of ${events.data.total}` : ""}
-        </span>
-        <button
-          type="button"
-          class="secondary"
-          disabled={(events.data?.events.length ?? 0) < PAGE}
-          onClick={() => setOffset(offset + PAGE)}
-        >
-          Next
-        </button>
-      </div>
+      <Pager
+        offset={offset}
+        size={PAGE}
+        shown={events.data?.events.length ?? 0}
+        onOffset={setOffset}
+        label={`Events ${offset + 1}–${offset + (events.data?.events.length ?? 0)}${
+          events.data?.total !== undefined ? ` of ${events.data.total}` : ""
+        }`}
+      />
     </>
   );
 }
@@ -186,19 +178,7 @@ function Users() {
           </tbody>
         </table>
       </div>
-      <div class="row">
-        <button type="button" class="secondary" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE))}>
-          Previous
-        </button>
-        <button
-          type="button"
-          class="secondary"
-          disabled={(users.data?.users.length ?? 0) < PAGE}
-          onClick={() => setOffset(offset + PAGE)}
-        >
-          Next
-        </button>
-      </div>
+      <Pager offset={offset} size={PAGE} shown={users.data?.users.length ?? 0} onOffset={setOffset} />
     </>
   );
 }

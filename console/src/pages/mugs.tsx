@@ -3,7 +3,7 @@
 
 import { useState } from "preact/hooks";
 import { type Principal, call, can } from "../api";
-import { ErrorText, Section, formatTime, round, useAction, useLoad } from "../ui";
+import { ErrorText, Pager, Section, formatTime, round, useAction, useLoad } from "../ui";
 
 interface Point {
   x: number;
@@ -395,19 +395,14 @@ function History(props: { version: number; onOpen: (a: Analysis) => void }) {
           </tbody>
         </table>
       </div>
-      <div class="row">
-        <button type="button" class="secondary" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - limit))}>
-          Newer
-        </button>
-        <button
-          type="button"
-          class="secondary"
-          disabled={(list.data?.analyses.length ?? 0) < limit}
-          onClick={() => setOffset(offset + limit)}
-        >
-          Older
-        </button>
-      </div>
+      <Pager
+        offset={offset}
+        size={limit}
+        shown={list.data?.analyses.length ?? 0}
+        onOffset={setOffset}
+        back="Newer"
+        forward="Older"
+      />
     </>
   );
 }
