@@ -22,6 +22,9 @@
 //!   wasm runtimes drain after each response.
 //! - [`memory`]: in-process state (rate buckets, deny-list, IP blocks, caches) for the native
 //!   server and single-isolate runtimes.
+//! - [`stream_ticket`]: the sealed, single-use tickets that open a stream's WebSocket; the
+//!   socket's admission and per-message checks are methods of the pipeline
+//!   (`pipeline/stream_socket.rs`).
 //! - [`token_cache`]: access tokens whose signature already verified, so a repeated token skips
 //!   the signature check (never the time checks or the deny-list).
 //!
@@ -38,6 +41,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod settings;
 pub mod stage;
+pub mod stream_ticket;
 pub mod token_cache;
 pub mod upkeep;
 

@@ -3,10 +3,13 @@
 //! runtime comes in through [`crate::ports`]; the backend's own routes through
 //! [`crate::backend_sync`].
 
+mod stream_socket;
+
 use std::sync::Arc;
 
 use shared::ErrorCode;
 use shared::api_key::ApiKeyGrant;
+use shared::body::stream::{SOCKET_ROUTE, TICKETS_PATH};
 use shared::headers::REQUEST_ID_HEADER;
 use shared::permissions::{Principal, PrincipalKind};
 use shared::rate_limit::RateDecision;
@@ -31,6 +34,8 @@ use crate::stage::{
     Refusal, Stage, StageObserver, authorize, cors, rate_limit, request_id, respond, validate,
 };
 use crate::token_cache::VerifiedTokenCache;
+
+pub use stream_socket::StreamSocket;
 
 /// The login route, whose 401 answers count as failed logins.
 pub const LOGIN_PATH: &str = "/auth/login";
@@ -265,6 +270,10 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
             }
             Resolution::NotFound => return Err(Refusal::new(ErrorCode::NotFound)),
         };
+        if route.path == SOCKET_ROUTE {
+            // The runtime upgrades a socket through `admit_socket`; this one did not.
+            return Err(stream_socket::not_upgraded(request));
+        }
         self.finished(Stage::Route);
         let session = Session::inspect(request, route)?;
         let principal = self.authenticate(request, route, now_ms).await?;
@@ -275,23 +284,8 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         authorize::authorize(route, &principal)?;
         self.finished(Stage::Authorize);
 
-        let rate = rate_limit::check_route(
-            &self.rates,
-            &self.config.routes,
-            route,
-            &request.client_ip,
-            &principal.subject,
-            now_ms,
-        )
-        .await
-        .map_err(unavailable)?;
-        exchange.rate = rate.reported().cloned();
-        if let Some(refusal) = rate.refusal() {
-            self.intrusion()
-                .note_rate_violation(&exchange.observed(request), now_ms)
-                .await;
-            return Err(refusal);
-        }
+        self.count_rate(request, route, &principal.subject, exchange, now_ms)
+            .await?;
         self.finished(Stage::RateLimit);
 
         let content_type = request.header("content-type");
@@ -304,6 +298,9 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
         let content_type = session_type.or(content_type);
         validate::check_body(&request.method, route, content_type, &bytes)?;
         self.finished(Stage::Validate);
+        if route.path == TICKETS_PATH {
+            return self.issue_ticket(request, &bytes);
+        }
         if route.path == shared::openapi::PATH {
             // The committed document, the same on every runtime; the backend is not asked.
             return Ok(respond::json_document(shared::openapi::DOCUMENT));
@@ -340,6 +337,36 @@ impl<R: RateStore, S: EdgeState, U: Upstream> Pipeline<R, S, U> {
                 .extend_from_slice(self.metrics_text().as_bytes());
         }
         Ok(response)
+    }
+
+    /// Counts the request in every rate class of `route`; a refusal is noted as a rate-limit
+    /// violation of the client's address.
+    async fn count_rate(
+        &self,
+        request: &EdgeRequest,
+        route: &Route,
+        subject: &str,
+        exchange: &mut Exchange,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let rate = rate_limit::check_route(
+            &self.rates,
+            &self.config.routes,
+            route,
+            &request.client_ip,
+            subject,
+            now_ms,
+        )
+        .await
+        .map_err(unavailable)?;
+        exchange.rate = rate.reported().cloned();
+        if let Some(refusal) = rate.refusal() {
+            self.intrusion()
+                .note_rate_violation(&exchange.observed(request), now_ms)
+                .await;
+            return Err(refusal);
+        }
+        Ok(())
     }
 
     /// The principal of the request: anonymous on public routes (credentials are not looked

@@ -61,6 +61,7 @@ error_codes! {
     MfaRequired => ("MFA_REQUIRED", 401, "A one-time code is required"),
     InvalidMfaCode => ("INVALID_MFA_CODE", 401, "The one-time code is not valid"),
     RefreshTokenReused => ("REFRESH_TOKEN_REUSED", 401, "The refresh token was already used; its session is revoked"),
+    InvalidTicket => ("INVALID_TICKET", 401, "The socket ticket is not valid, has expired, was used already or names another stream"),
     // Edge-to-backend signatures (401).
     MissingSignature => ("MISSING_SIGNATURE", 401, "The request is not signed"),
     InvalidSignature => ("INVALID_SIGNATURE", 401, "The request signature is not valid"),
@@ -93,9 +94,11 @@ error_codes! {
     DimensionMismatch => ("DIMENSION_MISMATCH", 422, "Points of one request must share one dimension"),
     InvalidInput => ("INVALID_INPUT", 422, "A point value is not a finite number within bounds"),
     // Limits.
+    UpgradeRequired => ("UPGRADE_REQUIRED", 426, "This route takes a WebSocket upgrade"),
     RateLimitExceeded => ("RATE_LIMIT_EXCEEDED", 429, "Too many requests"),
     // Server side.
     Internal => ("INTERNAL", 500, "Internal error"),
+    NotImplemented => ("NOT_IMPLEMENTED", 501, "This runtime does not offer this route"),
     UpstreamUnavailable => ("UPSTREAM_UNAVAILABLE", 502, "The backend is unavailable"),
     ServiceUnavailable => ("SERVICE_UNAVAILABLE", 503, "The service is unavailable"),
     ClientAddressUnknown => ("CLIENT_ADDRESS_UNKNOWN", 503, "The runtime gave no trustworthy client address"),

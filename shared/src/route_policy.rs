@@ -677,6 +677,8 @@ mod tests {
             ),
             ("GET", "/api/v1/streams", p("clusters:read")),
             ("DELETE", "/api/v1/streams/sensor-1", p("clusters:write")),
+            ("POST", "/api/v1/ws-tickets", p("clusters:write")),
+            ("GET", "/api/v1/streams/sensor-1/ws", p("clusters:write")),
             ("GET", "/api/v1/servers", p("servers:read")),
             ("POST", "/api/v1/servers/gpu-0/pause", p("servers:control")),
             ("POST", "/api/v1/servers/gpu-0/resume", p("servers:control")),

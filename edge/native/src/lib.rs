@@ -7,12 +7,16 @@
 //! - [`args`]: `h200 edge`'s flags ([`args::EdgeArgs`]) and the key file they read.
 //! - [`audit`]: the bounded audit channel and its delivery task.
 //! - [`bench`]: `h200 bench edge`, the pipeline against a plain pass-through proxy.
+//! - [`stream_socket`]: stream WebSockets (upgrade, per-socket loop, limits).
+//! - [`stream_bench`]: `h200 bench stream`, a stream's socket against HTTP batches.
 
 pub mod args;
 pub mod audit;
 pub mod bench;
 pub mod redis_state;
 pub mod state;
+pub mod stream_bench;
+pub mod stream_socket;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -36,6 +40,7 @@ use edge::ports::{
 };
 use edge::upkeep::Upkeep;
 use state::{NativeRates, NativeState};
+use stream_socket::StreamSockets;
 
 /// How long the backend may take to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -327,8 +332,15 @@ async fn handle(
         headers,
         client_ip,
     };
+    if StreamSockets::is_upgrade(&request) {
+        return SOCKETS.upgrade(pipeline, request, parts).await;
+    }
     into_axum(pipeline.handle(request, StreamedBody(body)).await)
 }
+
+/// The stream sockets of this process, with the default limits.
+static SOCKETS: std::sync::LazyLock<StreamSockets> =
+    std::sync::LazyLock::new(StreamSockets::default);
 
 fn into_axum(response: EdgeResponse) -> Response {
     // A body refused part-way is left unread: the connection cannot carry another request.

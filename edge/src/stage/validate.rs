@@ -3,11 +3,12 @@
 //! and image uploads with [`shared::upload::inspect`] (422), all before anything is forwarded.
 
 use shared::ErrorCode;
+use shared::body::stream::TICKETS_PATH;
 use shared::body::{
     AccountPatch, AnalysisFeedbackRequest, AnalysisUpload, ApiKeyCreateRequest, LoginRequest,
     LogoutRequest, MfaVerifyRequest, NaturalLanguageRuleRequest, PasswordChangeRequest,
     ProcessPointsRequest, RefreshRequest, RuleDefinition, RuleEvaluateRequest, RulePatch,
-    UserCreateRequest, UserPatch, parse_valid,
+    StreamTicketRequest, UserCreateRequest, UserPatch, parse_valid,
 };
 use shared::route_policy::{ContentKind, Route};
 use shared::upload::BodyLimit;
@@ -134,6 +135,9 @@ pub fn check_body(
         }
         (Some(ContentKind::Json), "POST", "/api/v1/process_points") => {
             parse_valid::<ProcessPointsRequest>(body).map(drop)
+        }
+        (Some(ContentKind::Json), "POST", TICKETS_PATH) => {
+            parse_valid::<StreamTicketRequest>(body).map(drop)
         }
         (Some(ContentKind::Multipart), "POST", ANALYSIS_PATH) => {
             return check_upload(content_type, body);

@@ -183,6 +183,47 @@ pub enum BenchCommand {
     /// Queued `analysis` and `ncs` jobs drained by an `h200 worker` process: enqueues them,
     /// starts the worker, and prints jobs/s per kind and the device the worker reported.
     Worker(BenchWorkerArgs),
+    /// Points/s of one stream through its WebSocket at the edge, end to end, against the same
+    /// points as `process_points` HTTP batches of the same size, against a running system.
+    Stream(BenchStreamArgs),
+}
+
+/// `h200 bench stream`.
+#[derive(Clone, clap::Args)]
+pub struct BenchStreamArgs {
+    /// The edge of a running system (`h200 dev --route-policy` with raised rate limits: the
+    /// `heavy` class counts every batch, 60 a minute by default).
+    #[arg(long, env = "H200_BENCH_EDGE_URL", default_value = "http://127.0.0.1:8080")]
+    pub edge_url: String,
+    /// A user holding `clusters:write`.
+    #[arg(long, env = "H200_BENCH_USERNAME", default_value = "admin")]
+    pub username: String,
+    /// That user's password.
+    #[arg(long, env = "H200_BENCH_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    /// Batches per measured round and way.
+    #[arg(long, default_value_t = 500)]
+    pub batches: usize,
+    /// Points per batch.
+    #[arg(long, default_value_t = 100)]
+    pub points: usize,
+    /// Values per point.
+    #[arg(long, default_value_t = 8)]
+    pub dims: usize,
+    /// Rounds; each measures HTTP batches, then the socket.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+impl std::fmt::Debug for BenchStreamArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BenchStreamArgs")
+            .field("edge_url", &self.edge_url)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("batches", &self.batches)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `h200 bench ncs`.

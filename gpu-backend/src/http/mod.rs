@@ -12,6 +12,7 @@ pub mod error;
 pub mod gate;
 pub mod internal;
 pub mod jobs;
+pub mod live;
 pub mod ncs;
 pub mod ops;
 pub mod report;
@@ -285,6 +286,13 @@ fn served() -> Vec<Served> {
             ncs::reset_stream,
         ),
         serve(Gated, Method::GET, "/api/v1/jobs/{id}", ncs::job_result),
+        serve(Gated, Method::POST, "/api/v1/ws-tickets", live::ws_ticket),
+        serve(
+            Gated,
+            Method::GET,
+            "/api/v1/streams/{stream}/ws",
+            live::stream_socket,
+        ),
         serve(Gated, Method::GET, "/api/v1/servers", servers::list),
         serve(
             Gated,

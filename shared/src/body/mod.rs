@@ -23,6 +23,7 @@ mod json;
 pub mod multipart;
 pub mod points;
 pub mod rules;
+pub mod stream;
 
 pub use account::{AccountPatch, UserCreateRequest, UserPatch};
 pub use analysis::{AnalysisFeedbackRequest, AnalysisOptions, AnalysisUpload};
@@ -38,3 +39,4 @@ pub use rules::{
     ActionKind, ConditionOperator, NaturalLanguageRuleRequest, RuleAction, RuleCondition,
     RuleDefinition, RuleEvaluateRequest, RulePatch, StoredRule,
 };
+pub use stream::{SocketMessage, SocketMessageError, StreamTicketRequest};

@@ -208,7 +208,7 @@ impl Validate for AlgorithmOverrides {
     }
 }
 
-fn is_stream_char(c: char) -> bool {
+pub(super) fn is_stream_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
 

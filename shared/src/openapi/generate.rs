@@ -12,7 +12,8 @@ use crate::body::analysis::MAX_RULES_CONTEXT_CHARS;
 use crate::body::{
     AccountPatch, AnalysisFeedbackRequest, ApiKeyCreateRequest, LoginRequest, LogoutRequest,
     MfaVerifyRequest, NaturalLanguageRuleRequest, PasswordChangeRequest, ProcessPointsRequest,
-    RefreshRequest, RuleDefinition, RuleEvaluateRequest, RulePatch, UserCreateRequest, UserPatch,
+    RefreshRequest, RuleDefinition, RuleEvaluateRequest, RulePatch, StreamTicketRequest,
+    UserCreateRequest, UserPatch,
 };
 use crate::problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 use crate::route_policy::{Auth, Route, RoutePolicy};
@@ -196,6 +197,9 @@ fn operation_of(policy: &RoutePolicy, route: &Route, op: &Operation) -> Value {
             }
             Reply::Text => {
                 response["content"] = json!({ "text/plain": { "schema": { "type": "string" } } });
+            }
+            Reply::Upgrade => {
+                response["description"] = json!("Switching Protocols: the WebSocket is open");
             }
         }
         responses.insert(status.to_string(), response);
@@ -409,6 +413,7 @@ fn schemas() -> Value {
     add::<RuleEvaluateRequest>(&mut found);
     add::<NaturalLanguageRuleRequest>(&mut found);
     add::<ProcessPointsRequest>(&mut found);
+    add::<StreamTicketRequest>(&mut found);
     add::<AccountPatch>(&mut found);
     add::<UserCreateRequest>(&mut found);
     add::<UserPatch>(&mut found);

@@ -31,6 +31,8 @@ pub(super) enum Reply {
     Csv,
     /// A JWK set (`application/jwk-set+json`, RFC 7517).
     JwkSet,
+    /// The switch to a WebSocket (101, no body).
+    Upgrade,
 }
 
 /// The description of one operation of the route table.
@@ -366,6 +368,15 @@ fn clusters_summary() -> Value {
     )])
 }
 
+fn stream_ticket() -> Value {
+    object(&[
+        ("ticket", json!({ "type": "string" })),
+        ("stream", json!({ "type": "string" })),
+        ("expires_in", json!({ "type": "integer" })),
+        ("url", json!({ "type": "string" })),
+    ])
+}
+
 fn algorithm_status() -> Value {
     object(&[
         ("stream", json!({ "type": "string" })),
@@ -487,7 +498,7 @@ fn openapi() -> Value {
 /// Every public operation, in the route table's order.
 pub(super) fn all() -> Vec<Operation> {
     use ErrorCode as E;
-    use Reply::{Csv, Empty, Json, JwkSet, Text};
+    use Reply::{Csv, Empty, Json, JwkSet, Text, Upgrade};
     use Request::{JsonOrForm, Multipart, None as NoBody};
     let json = Request::Json;
     vec![
@@ -809,6 +820,30 @@ pub(super) fn all() -> Vec<Operation> {
             vec![(204, Empty)],
             &[E::ValidationFailed],
         ),
+        op(
+            "POST",
+            "/api/v1/ws-tickets",
+            "ncs",
+            "A single-use ticket, good for 30 s, that opens one stream's WebSocket",
+            json("StreamTicketRequest"),
+            vec![(201, Json(stream_ticket))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/streams/{stream}/ws",
+            "ncs",
+            "Open the stream's WebSocket with a ticket (the Origin must be allowed)",
+            NoBody,
+            vec![(101, Upgrade)],
+            &[
+                E::InvalidTicket,
+                E::CorsOriginDenied,
+                E::UpgradeRequired,
+                E::NotImplemented,
+            ],
+        )
+        .with_query(&[("ticket", "string")]),
         op(
             "GET",
             "/api/v1/servers",

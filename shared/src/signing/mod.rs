@@ -97,6 +97,13 @@ impl MessageSigningKey {
         &self.key_id
     }
 
+    /// A 32-byte key for another purpose of the edge (sealing socket tickets), derived from this
+    /// secret and `label` with HMAC-SHA256, so one configured secret serves both without either
+    /// use revealing it.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        self.mac(label).finalize().into_bytes().into()
+    }
+
     fn mac(&self, signature_base: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret)
             .expect("HMAC accepts keys of any length; this is a bug");

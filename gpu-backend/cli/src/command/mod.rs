@@ -68,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Ncs(args)) => bench_ncs::run(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench_worker::run(&args).await,
+        Command::Bench(BenchCommand::Stream(args)) => bench::stream(args).await,
         Command::Edge(args) => edge::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Probe(args) => probe::run(args).await,
