@@ -192,21 +192,8 @@ pub async fn login(
     .map_err(internal("checking a password"))?;
     let user = match (user, password_ok) {
         (Some(user), true) if user.disabled_at_ms.is_none() => user,
-        (Some(user), true) => {
-            state
-                .metrics
-                .inc("h200_logins_total", &[("outcome", "failure")]);
-            audit(
-                &state,
-                &caller,
-                AuditEventType::LoginFailure,
-                Some(&user.id),
-                "account disabled",
-            )
-            .await;
-            return Err(ApiError::new(ErrorCode::InvalidCredentials));
-        }
-        (user, _) => {
+        // A disabled account is refused as a wrong password is; only the trail tells them apart.
+        (user, password_ok) => {
             state
                 .metrics
                 .inc("h200_logins_total", &[("outcome", "failure")]);
@@ -215,7 +202,11 @@ pub async fn login(
                 &caller,
                 AuditEventType::LoginFailure,
                 user.as_ref().map(|u| u.id.as_str()),
-                "wrong username or password",
+                if password_ok {
+                    "account disabled"
+                } else {
+                    "wrong username or password"
+                },
             )
             .await;
             return Err(ApiError::new(ErrorCode::InvalidCredentials));

@@ -53,7 +53,11 @@ enum ApiKeys {
 
 impl Store {
     /// Takes the write lock on account `user_id` for the transaction of `conn`, or finds it gone.
-    async fn lock_account(&self, conn: &mut sqlx::AnyConnection, user_id: &str) -> StoreResult<()> {
+    pub(crate) async fn lock_account(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        user_id: &str,
+    ) -> StoreResult<()> {
         let sql = match self.dialect {
             Dialect::Postgres => "SELECT id FROM users WHERE id = $1 FOR UPDATE",
             Dialect::Sqlite => "SELECT id FROM users WHERE id = $1",

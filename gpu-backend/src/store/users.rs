@@ -310,17 +310,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // The account first: writes that hold it finish before this goes on, later ones wait
         // and then find it gone.
-        let lock = match self.dialect {
-            Dialect::Postgres => "SELECT id FROM users WHERE id = $1 FOR UPDATE",
-            Dialect::Sqlite => "SELECT id FROM users WHERE id = $1",
-        };
-        let found: Option<String> = sqlx::query_scalar(lock)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
-            return Err(StoreError::AccountGone);
-        }
+        self.lock_account(&mut tx, user_id).await?;
         for table in [
             "api_keys",
             "refresh_tokens",
