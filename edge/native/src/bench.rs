@@ -238,6 +238,14 @@ fn edge_config(backend_url: &str, material: &Material) -> anyhow::Result<EdgeCon
 
 /// The embedded route table with every rate class's limit raised and its burst dropped.
 fn unthrottled_routes() -> anyhow::Result<RoutePolicy> {
+    let text = unthrottled_route_table()?;
+    RoutePolicy::from_toml(&text).map_err(|e| anyhow::anyhow!("unthrottled route table: {e}"))
+}
+
+/// The embedded route table with every rate class's limit raised out of reach (and no burst):
+/// the same classes and buckets are checked as in production, but one bench user is never
+/// refused. As TOML, for processes that read a `--route-policy` file (`h200 bench api`).
+pub fn unthrottled_route_table() -> anyhow::Result<String> {
     let mut table: toml::Table = DEFAULT_ROUTE_POLICY_TOML
         .parse()
         .context("reading the embedded route table")?;
@@ -249,8 +257,7 @@ fn unthrottled_routes() -> anyhow::Result<RoutePolicy> {
         class.insert("limit".into(), toml::Value::Integer(UNTHROTTLED_LIMIT));
         class.remove("burst");
     }
-    let text = toml::to_string(&table).context("writing the route table")?;
-    RoutePolicy::from_toml(&text).map_err(|e| anyhow::anyhow!("unthrottled route table: {e}"))
+    toml::to_string(&table).context("writing the route table")
 }
 
 /// The stand-in backend: the benchmark route, the JWKS and an empty revocation feed.

@@ -176,6 +176,11 @@ pub enum BenchCommand {
         #[arg(long, env = "H200_BENCH_WARMUP", default_value_t = 2_000)]
         warmup: usize,
     },
+    /// The whole public path under wrk load (the native edge, the signed hop, the backend and its
+    /// store, as separate processes) for an authenticated `GET /api/v1/clusters_summary`, against
+    /// a FastAPI + uvicorn peer with one and two workers in alternating rounds: req/s, latency
+    /// and CPU per request per process. Needs wrk, python3 and Redis.
+    Api(BenchApiArgs),
     /// NCS kernels: exact mode on the CPU against batched mode on the CPU and on `--device`,
     /// points/s per dimension and cluster count, one stream and many at once, with the adjusted
     /// Rand index of each batched run against exact mode.
@@ -193,7 +198,11 @@ pub enum BenchCommand {
 pub struct BenchStreamArgs {
     /// The edge of a running system (`h200 dev --route-policy` with raised rate limits: the
     /// `heavy` class counts every batch, 60 a minute by default).
-    #[arg(long, env = "H200_BENCH_EDGE_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "H200_BENCH_EDGE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub edge_url: String,
     /// A user holding `clusters:write`.
     #[arg(long, env = "H200_BENCH_USERNAME", default_value = "admin")]
@@ -224,6 +233,36 @@ impl std::fmt::Debug for BenchStreamArgs {
             .field("batches", &self.batches)
             .finish_non_exhaustive()
     }
+}
+
+/// `h200 bench api`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchApiArgs {
+    /// Seconds of each measured round of each target.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Rounds; each measures ours, then the peer with one uvicorn worker, then with two.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Keep-alive connections of wrk.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Threads of wrk.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Measure ours only, without the FastAPI peer.
+    #[arg(long)]
+    pub no_peer: bool,
+    /// The Redis the peer's rate limit uses (the bench writes only keys of its own prefix).
+    #[arg(
+        long,
+        env = "H200_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub redis_url: String,
+    /// The Python that creates the peer's virtualenv.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
 }
 
 /// `h200 bench ncs`.

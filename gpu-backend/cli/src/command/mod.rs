@@ -4,6 +4,7 @@ pub mod apikey;
 pub mod audit;
 pub mod backend;
 pub mod bench;
+pub mod bench_api;
 pub mod bench_ncs;
 pub mod bench_queue;
 pub mod bench_worker;
@@ -66,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             bench::edge(bench).await
         }
+        Command::Bench(BenchCommand::Api(args)) => bench_api::run(&args),
         Command::Bench(BenchCommand::Ncs(args)) => bench_ncs::run(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench_worker::run(&args).await,
         Command::Bench(BenchCommand::Stream(args)) => bench::stream(args).await,
