@@ -20,6 +20,7 @@ mod scenarios {
     pub mod client_address;
     pub mod console_session;
     pub mod erasure;
+    pub mod hostile_input;
     pub mod key_revocation;
     pub mod openapi;
     pub mod sdk_contract;
@@ -44,6 +45,7 @@ use scenarios::console_session::{
     console_is_served_at_the_root, cookie_session_refresh_csrf_and_sign_out,
 };
 use scenarios::erasure::account_erasure;
+use scenarios::hostile_input::hostile_input_refused_alike;
 use scenarios::key_revocation::key_revocation;
 use scenarios::openapi::openapi_document_served;
 use scenarios::sdk_contract::sdk_contract;
@@ -223,6 +225,10 @@ pub fn scenarios() -> Vec<Scenario> {
             a_block_is_audited_once_with_its_tally
         ),
         scenario!("the published NCS SDK's calls", sdk_contract),
+        scenario!(
+            "hostile input is refused alike on every edge",
+            hostile_input_refused_alike
+        ),
         scenario!(
             "the console is served at the root",
             console_is_served_at_the_root
