@@ -12,6 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use h200_e2e::harness::{
     ALLOWED_ORIGIN, Backend, PASSWORD, Running, free_port, h200, wait_healthy,
 };
+use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -24,41 +25,107 @@ struct System {
     _backend: Backend,
 }
 
-fn system() -> &'static System {
-    static SYSTEM: OnceLock<System> = OnceLock::new();
-    SYSTEM.get_or_init(|| {
-        let backend = Backend::start("stream-socket");
-        let routes = backend.data.join("routes-raised.toml");
-        let raised: String = shared::route_policy::DEFAULT_ROUTE_POLICY_TOML
-            .lines()
-            .map(|line| match line.split_once(" = ") {
-                Some((key @ ("limit" | "burst"), value)) if value.parse::<u64>().is_ok() => {
-                    format!("{key} = {}000", value)
-                }
-                _ => line.to_owned(),
+/// Where the tests find the system [`main`] started (the system itself stays in `main`, so it is
+/// dropped, and its processes killed, when the tests are done; a static would never be).
+struct Shared {
+    edge_url: String,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+fn system() -> &'static Shared {
+    SHARED
+        .get()
+        .expect("main starts the system before the tests")
+}
+
+fn start() -> System {
+    let backend = Backend::start("stream-socket");
+    let routes = backend.data.join("routes-raised.toml");
+    let raised: String = shared::route_policy::DEFAULT_ROUTE_POLICY_TOML
+        .lines()
+        .map(|line| match line.split_once(" = ") {
+            Some((key @ ("limit" | "burst"), value)) if value.parse::<u64>().is_ok() => {
+                format!("{key} = {value}000")
+            }
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&routes, raised).expect("route table written");
+    let port = free_port();
+    let edge_url = format!("http://127.0.0.1:{port}");
+    let edge = Running(
+        h200(&backend.binary, &backend.data)
+            .args(["edge", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--backend-url", &backend.url])
+            .args(["--cors-origins", ALLOWED_ORIGIN])
+            .arg("--route-policy")
+            .arg(&routes)
+            .spawn()
+            .expect("edge starts"),
+    );
+    wait_healthy(&edge_url, Duration::from_secs(30));
+    System {
+        edge_url,
+        _edge: edge,
+        _backend: backend,
+    }
+}
+
+/// One test per behaviour (libtest-mimic), against one system that is stopped at the end: a
+/// static would never be dropped, and its processes would outlive the tests.
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let tests: [(&str, fn()); 5] = [
+        (
+            "a_thousand_batches_sent_back_to_back_come_back_in_order",
+            a_thousand_batches_sent_back_to_back_come_back_in_order,
+        ),
+        (
+            "a_refused_message_answers_an_error_and_the_socket_stays_usable",
+            a_refused_message_answers_an_error_and_the_socket_stays_usable,
+        ),
+        (
+            "a_revoked_token_loses_its_socket_within_the_revocation_horizon",
+            a_revoked_token_loses_its_socket_within_the_revocation_horizon,
+        ),
+        (
+            "a_ticket_opens_one_socket_and_only_for_its_stream",
+            a_ticket_opens_one_socket_and_only_for_its_stream,
+        ),
+        (
+            "an_upgrade_from_a_foreign_origin_is_refused",
+            an_upgrade_from_a_foreign_origin_is_refused,
+        ),
+    ];
+    let trials: Vec<Trial> = tests
+        .into_iter()
+        .map(|(name, test)| {
+            Trial::test(name, move || {
+                std::panic::catch_unwind(test).map_err(|panic| {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "the test panicked".to_owned());
+                    Failed::from(why)
+                })
             })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(&routes, raised).expect("route table written");
-        let port = free_port();
-        let edge_url = format!("http://127.0.0.1:{port}");
-        let edge = Running(
-            h200(&backend.binary, &backend.data)
-                .args(["edge", "--addr", &format!("127.0.0.1:{port}")])
-                .args(["--backend-url", &backend.url])
-                .args(["--cors-origins", ALLOWED_ORIGIN])
-                .arg("--route-policy")
-                .arg(&routes)
-                .spawn()
-                .expect("edge starts"),
-        );
-        wait_healthy(&edge_url, Duration::from_secs(30));
-        System {
-            edge_url,
-            _edge: edge,
-            _backend: backend,
-        }
-    })
+        })
+        .collect();
+    let selected = trials
+        .iter()
+        .any(|trial| !args.is_filtered_out(trial) && !args.is_ignored(trial));
+    let system = (selected && !args.list).then(start);
+    if let Some(system) = &system {
+        let _ = SHARED.set(Shared {
+            edge_url: system.edge_url.clone(),
+        });
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(system);
+    conclusion.exit_code()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -181,7 +248,6 @@ fn points_message(id: &str, seed: usize) -> Message {
     )
 }
 
-#[test]
 fn a_thousand_batches_sent_back_to_back_come_back_in_order() {
     let system = system();
     runtime().block_on(async {
@@ -221,7 +287,6 @@ fn a_thousand_batches_sent_back_to_back_come_back_in_order() {
     });
 }
 
-#[test]
 fn a_refused_message_answers_an_error_and_the_socket_stays_usable() {
     let system = system();
     runtime().block_on(async {
@@ -278,7 +343,6 @@ fn a_refused_message_answers_an_error_and_the_socket_stays_usable() {
     });
 }
 
-#[test]
 fn a_revoked_token_loses_its_socket_within_the_revocation_horizon() {
     let system = system();
     runtime().block_on(async {
@@ -327,7 +391,6 @@ fn a_revoked_token_loses_its_socket_within_the_revocation_horizon() {
     });
 }
 
-#[test]
 fn a_ticket_opens_one_socket_and_only_for_its_stream() {
     let system = system();
     runtime().block_on(async {
@@ -370,7 +433,6 @@ fn a_ticket_opens_one_socket_and_only_for_its_stream() {
     });
 }
 
-#[test]
 fn an_upgrade_from_a_foreign_origin_is_refused() {
     let system = system();
     runtime().block_on(async {

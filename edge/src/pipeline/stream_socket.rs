@@ -349,15 +349,37 @@ fn server_message(kind: &str, id: Option<&str>, answer: &[u8]) -> String {
     message
 }
 
-/// An `error` message: the problem document `problem` (as the pipeline or backend answered it)
-/// with the message's id and, for a rate refusal, `retry_after` in seconds.
+/// An `error` message: the members of the problem document `problem` (as the pipeline or the
+/// backend answered it) after the message's id, its `type` URI as `problem_type` (the message's
+/// own `type` is `error`), and for a rate refusal `retry_after` in seconds.
 fn error_message(id: Option<&str>, problem: &[u8], retry_after: Option<&str>) -> String {
-    let mut message = server_message("error", id, problem);
-    if let Some(seconds) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
-        message.pop();
-        message.push_str(&format!(",\"retry_after\":{seconds}}}"));
+    let mut message = serde_json::Map::new();
+    message.insert("type".into(), "error".into());
+    if let Some(id) = id {
+        message.insert("id".into(), id.into());
     }
-    message
+    match serde_json::from_slice::<serde_json::Value>(problem) {
+        Ok(serde_json::Value::Object(fields)) => {
+            for (name, value) in fields {
+                let name = if name == "type" {
+                    "problem_type".to_owned()
+                } else {
+                    name
+                };
+                message.entry(name).or_insert(value);
+            }
+        }
+        _ => {
+            message.insert(
+                "body".into(),
+                String::from_utf8_lossy(problem).into_owned().into(),
+            );
+        }
+    }
+    if let Some(seconds) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+        message.insert("retry_after".into(), seconds.into());
+    }
+    serde_json::Value::Object(message).to_string()
 }
 
 #[cfg(test)]
@@ -382,9 +404,18 @@ mod tests {
 
     #[test]
     fn errors_carry_the_retry_delay() {
-        let message = error_message(Some("x"), br#"{"code":"RATE_LIMIT_EXCEEDED"}"#, Some("3"));
+        let message = error_message(
+            Some("x"),
+            br#"{"type":"urn:h200:problem:rate-limit-exceeded","code":"RATE_LIMIT_EXCEEDED"}"#,
+            Some("3"),
+        );
         let value: serde_json::Value = serde_json::from_str(&message).unwrap();
         assert_eq!(value["type"], "error");
+        assert_eq!(value["id"], "x");
+        assert_eq!(
+            value["problem_type"],
+            "urn:h200:problem:rate-limit-exceeded"
+        );
         assert_eq!(value["code"], "RATE_LIMIT_EXCEEDED");
         assert_eq!(value["retry_after"], 3);
     }
