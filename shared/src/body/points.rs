@@ -1,7 +1,7 @@
 //! The NeuroCluster Streamer body of `POST /api/v1/process_points`, with the parameter
 //! overrides it may carry and their [`ranges`] (those of NCS.md, which the algorithm enforces too).
 
-use super::check::{Validate, check_charset, check_range, check_some, refuse};
+use super::check::{Validate, check_range, check_some, refuse};
 use crate::problem::{ErrorCode, Problem};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -150,16 +150,7 @@ impl Validate for ProcessPointsRequest {
                 ));
             }
         }
-        check_some(self.stream.as_deref(), |stream| {
-            check_charset(
-                "stream",
-                stream,
-                1,
-                MAX_STREAM_CHARS,
-                is_stream_char,
-                "letters, digits, '_', '.', ':' and '-'",
-            )
-        })?;
+        check_some(self.stream.as_deref(), super::stream::check_stream)?;
         check_some(self.timeout.as_ref(), |&timeout| {
             if timeout <= TIMEOUT_SECS.1 {
                 check_range("timeout", timeout, TIMEOUT_SECS.0, TIMEOUT_SECS.1)
