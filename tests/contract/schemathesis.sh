@@ -8,9 +8,9 @@
 #
 # Rate limits: `h200 dev` runs with a copy of the route table whose rate classes are raised (the
 # same classes and buckets are still checked), so a few thousand requests do not end in 429.
-# Operations that end a session or the account (logout, account erasure) or take the worker away
-# (pause, drain) run after the others, and the login route last: its failed attempts block the
-# address, as they should.
+# Operations that end a session or the account (logout, account erasure), take the worker away
+# (pause, drain) or administer other accounts (disable, reset, delete, end sessions) run after the
+# others, and the login route last: its failed attempts block the address, as they should.
 #
 # Usage: tests/contract/schemathesis.sh   (SCHEMATHESIS_MAX_EXAMPLES, default 25 per operation)
 set -euo pipefail
@@ -82,8 +82,13 @@ run() {
     --warnings off "$@"
 }
 
+# An administrator's run may disable, reset, delete or end the sessions of any account it finds,
+# the other roles' test accounts included: those operations run after every other login.
+ADMIN_USER_OPERATIONS=(/api/v1/admin/users/{id} /api/v1/admin/users/{id}/password-reset
+  /api/v1/admin/users/{id}/sessions)
 LAST_OPERATIONS=(--exclude-path /auth/login --exclude-path /auth/logout --exclude-path /api/v1/me
   --exclude-path /api/v1/servers/{id}/pause --exclude-path /api/v1/servers/{id}/drain)
+for path in "${ADMIN_USER_OPERATIONS[@]}"; do LAST_OPERATIONS+=(--exclude-path "$path"); done
 for role in "${ROLES[@]}"; do
   echo "==> schemathesis as $role"
   token=$(login "st-$role")
@@ -101,6 +106,20 @@ for role in "${ROLES[@]}"; do
   run -H "Authorization: Bearer $token" --include-path /auth/logout
   token=$(login "st-$role")
   run -H "Authorization: Bearer $token" --include-path /api/v1/me
+done
+# The administration of other accounts, on fresh accounts (the runs above erased theirs), each
+# role's token taken first and the administrator last: its run may disable, reset or delete any
+# account it finds.
+declare -A TOKENS
+for role in "${ROLES[@]}"; do
+  echo "$PASSWORD" | "$H200" user add "sa-$role" --role "$role" >/dev/null
+  TOKENS[$role]=$(login "sa-$role")
+done
+included=()
+for path in "${ADMIN_USER_OPERATIONS[@]}"; do included+=(--include-path "$path"); done
+for role in viewer analyst manager readonly user service admin; do
+  echo "==> schemathesis as $role: the administration of other accounts"
+  run -H "Authorization: Bearer ${TOKENS[$role]}" "${included[@]}"
 done
 echo "==> schemathesis: login (anonymous)"
 run --include-path /auth/login

@@ -100,43 +100,28 @@ fn h200_bench_ncs_compares_the_modes() {
     assert!(aris.iter().all(|&ari| ari >= 0.999), "{stdout}");
 }
 
+/// Runs `h200 bench worker` with `args` on a scratch SQLite queue of its own.
+fn bench_worker(name: &str, args: &[&str]) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("h200-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("queue.db").display());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_h200"))
+        .args(["bench", "worker", "--database-url", &url])
+        .args(["--image", EXAMPLE_IMAGE])
+        .args(args)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    output
+}
+
 /// `h200 bench worker` queues analyses and NCS batches, drains them with a real `h200 worker`
 /// process, reports the worker's device, and stops the worker.
 #[test]
 fn h200_bench_worker_drains_the_queue() {
-    let dir = std::env::temp_dir().join(format!("h200-bench-worker-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("queue.db").display());
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_h200"))
-        .args([
-            "bench",
-            "worker",
-            "--database-url",
-            &url,
-            "--image",
-            EXAMPLE_IMAGE,
-        ])
-        .args([
-            "--analyses",
-            "3",
-            "--ncs-jobs",
-            "6",
-            "--points",
-            "50",
-            "--streams",
-            "2",
-        ])
-        .args([
-            "--device",
-            "cpu",
-            "--ncs-mode",
-            "batched",
-            "--timeout-secs",
-            "120",
-        ])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let args = "--analyses 3 --ncs-jobs 6 --points 50 --streams 2 --device cpu \
+                --ncs-mode batched --timeout-secs 120";
+    let output = bench_worker("bench-worker", &args.split_whitespace().collect::<Vec<_>>());
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(" on cpu (kinds "), "{stdout}");
@@ -148,22 +133,10 @@ fn h200_bench_worker_drains_the_queue() {
     assert!(stdout.contains("cpu (done 9, failed 0)"), "{stdout}");
     if !cfg!(feature = "cuda") {
         // A worker that cannot start on the device asked for fails the bench at once.
-        let dir = std::env::temp_dir().join(format!("h200-bench-nocuda-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("queue.db").display());
-        let refused = std::process::Command::new(env!("CARGO_BIN_EXE_h200"))
-            .args([
-                "bench",
-                "worker",
-                "--database-url",
-                &url,
-                "--image",
-                EXAMPLE_IMAGE,
-            ])
-            .args(["--device", "cuda", "--timeout-secs", "600"])
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        let refused = bench_worker(
+            "bench-nocuda",
+            &["--device", "cuda", "--timeout-secs", "600"],
+        );
         assert!(!refused.status.success());
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(stderr.contains("exited before registering"), "{stderr}");
